@@ -1,1 +1,1234 @@
-//! config (in progress)
+//! The collection config and the declared counters.
+//!
+//! Two kinds of TOML file live under `config/` (normative text:
+//! `counters-spec/config.md`):
+//!
+//! - `config/counters/<program>.toml`, the public registry of every counter a
+//!   program may count, each with a description and the question it answers
+//!   ([`DeclaredCounters`]);
+//! - `config/config.toml`, the signed collection config: which programs,
+//!   versions, systems and counters are collected, and at which rate
+//!   ([`CollectionConfig`]).
+//!
+//! Both the uploader (before sending) and the server (when validating) reduce
+//! a report with the same function, [`CollectionConfig::filter`].
+//!
+//! ```
+//! use clearcount::config::CollectionConfig;
+//! let cfg = CollectionConfig::parse(r#"
+//! version = 3
+//! sample_rate = 0.1
+//!
+//! [[program]]
+//! name = "mytool"
+//! versions = [">=1.0.0"]
+//!
+//! [[program.counter]]
+//! name = "mytool/command:{build,test}"
+//! rate = 0.05
+//! "#, "config.toml").unwrap();
+//! assert!(cfg.accepts("mytool", "1.4.2", "linux", "x86_64"));
+//! assert_eq!(cfg.counter_rate("mytool", "mytool/command:test"), Some(0.05));
+//! assert_eq!(cfg.counter_rate("mytool", "mytool/command:run"), None);
+//! ```
+
+use crate::report::{ProgramReport, Report};
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use toml::Spanned;
+
+/// Largest stack depth a counter may declare.
+pub const MAX_DEPTH: u32 = 256;
+
+/// A problem found in a config or declared-counters file, with its place.
+///
+/// Displays as `file:line: message` (or `file: message` when the problem has
+/// no line, such as a file that cannot be read).
+///
+/// ```
+/// let err = clearcount::config::CollectionConfig::parse("version = 1\nsample_rate = 2.0\n", "c.toml")
+///     .unwrap_err();
+/// assert_eq!(err.line, 2);
+/// assert_eq!(err.to_string(), "c.toml:2: sample_rate 2 is not in [0, 1]");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or other source name) the problem is in.
+    pub file: String,
+    /// Line number, from 1; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// What is wrong, in plain words.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &str, line: usize, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Line number (from 1) of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a toml error into a [`ConfigError`] with the line of its span.
+fn toml_error(text: &str, source: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map_or(0, |s| line_of(text, s.start));
+    let message = e.message().trim().replace('\n', " ");
+    ConfigError::new(source, line, message)
+}
+
+/// Checks a short identifier field (program, OS, arch, version): 1 to 64
+/// printable ASCII bytes, no space.
+fn check_word(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 64 || value.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Err(format!(
+            "{what} {value:?} must be 1 to 64 printable ASCII bytes without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// One entry of a program's `versions` list.
+///
+/// - `"*"` matches every version;
+/// - `"P.*"` matches every version that begins with `P.` (`"1.*"` matches
+///   `1.0` and `1.2.3-rc1`, not `10.0`);
+/// - `">=N.N.N"` matches every release version whose numbers are at least
+///   these (see [`VersionPattern::matches`]);
+/// - anything else matches that exact version text.
+///
+/// ```
+/// use clearcount::config::VersionPattern;
+/// let p = VersionPattern::parse(">=0.2").unwrap();
+/// assert!(p.matches("0.2.0") && p.matches("v1.0.0") && !p.matches("0.2.0-rc1"));
+/// assert!(VersionPattern::parse("1.*").unwrap().matches("1.9"));
+/// assert!(VersionPattern::parse(">=1.x").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionPattern {
+    /// `*`: any version.
+    Any,
+    /// `P.*`: versions beginning with the prefix (stored with its final dot).
+    Prefix(String),
+    /// `>=N.N...`: release versions at least these numbers.
+    AtLeast(Vec<u64>),
+    /// A version text matched exactly.
+    Exact(String),
+}
+
+/// The numbers and pre-release flag of a version `[v]N(.N)*[-pre][+build]`,
+/// or `None` when it does not have that form.
+fn numeric_version(v: &str) -> Option<(Vec<u64>, bool)> {
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let v = v.split_once('+').map_or(v, |(core, _)| core);
+    let (core, pre) = match v.split_once('-') {
+        Some((core, pre)) => (core, !pre.is_empty()),
+        None => (v, false),
+    };
+    let mut nums = Vec::new();
+    for part in core.split('.') {
+        if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        nums.push(part.parse().ok()?);
+    }
+    Some((nums, pre))
+}
+
+/// Compares two number lists, missing numbers counting as 0.
+fn cmp_numbers(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let x = a.get(i).copied().unwrap_or(0);
+            let y = b.get(i).copied().unwrap_or(0);
+            x.cmp(&y)
+        })
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+impl VersionPattern {
+    /// Parses one `versions` entry.
+    ///
+    /// ```
+    /// use clearcount::config::VersionPattern;
+    /// assert_eq!(VersionPattern::parse("*").unwrap(), VersionPattern::Any);
+    /// assert_eq!(VersionPattern::parse(">=1.2").unwrap(), VersionPattern::AtLeast(vec![1, 2]));
+    /// assert!(VersionPattern::parse("1*").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<VersionPattern, String> {
+        check_word("version pattern", text)?;
+        if text == "*" {
+            return Ok(VersionPattern::Any);
+        }
+        if let Some(min) = text.strip_prefix(">=") {
+            return match numeric_version(min) {
+                Some((nums, false)) if !min.contains('+') => Ok(VersionPattern::AtLeast(nums)),
+                _ => Err(format!(
+                    "version pattern {text:?}: after \">=\" put a release version made of numbers and dots, like \">=1.2.0\""
+                )),
+            };
+        }
+        if let Some(prefix) = text.strip_suffix(".*") {
+            if prefix.is_empty() || prefix.contains('*') {
+                return Err(format!(
+                    "version pattern {text:?}: '*' may only end a pattern, after a '.', as in \"1.*\""
+                ));
+            }
+            return Ok(VersionPattern::Prefix(format!("{prefix}.")));
+        }
+        if text.contains('*') {
+            return Err(format!(
+                "version pattern {text:?}: '*' may only stand alone or end a pattern after a '.', as in \"1.*\""
+            ));
+        }
+        if text.starts_with(['<', '>', '=']) {
+            return Err(format!(
+                "version pattern {text:?}: the only comparison allowed is \">=\""
+            ));
+        }
+        Ok(VersionPattern::Exact(text.to_string()))
+    }
+
+    /// True when `version` matches the pattern.
+    ///
+    /// For `>=`, the version must have the form `[v]N(.N)*[-pre][+build]`:
+    /// its numbers are compared one by one (missing numbers count as 0), the
+    /// build part is ignored, and a pre-release (`-pre`) of exactly the
+    /// minimum does not match (`1.0.0-rc1` comes before `1.0.0`). A version
+    /// of any other form (`devel`) never matches `>=`.
+    ///
+    /// ```
+    /// use clearcount::config::VersionPattern;
+    /// let p = VersionPattern::AtLeast(vec![1, 0]);
+    /// assert!(p.matches("1.0.0") && p.matches("1.1.0-rc1") && p.matches("2"));
+    /// assert!(!p.matches("0.9.9") && !p.matches("1.0.0-rc1") && !p.matches("devel"));
+    /// ```
+    pub fn matches(&self, version: &str) -> bool {
+        match self {
+            VersionPattern::Any => true,
+            VersionPattern::Prefix(p) => version.len() > p.len() && version.starts_with(p.as_str()),
+            VersionPattern::Exact(v) => v == version,
+            VersionPattern::AtLeast(min) => match numeric_version(version) {
+                None => false,
+                Some((nums, pre)) => match cmp_numbers(&nums, min) {
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Equal => !pre,
+                    std::cmp::Ordering::Less => false,
+                },
+            },
+        }
+    }
+}
+
+impl fmt::Display for VersionPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionPattern::Any => f.write_str("*"),
+            VersionPattern::Prefix(p) => write!(f, "{p}*"),
+            VersionPattern::Exact(v) => f.write_str(v),
+            VersionPattern::AtLeast(nums) => {
+                f.write_str(">=")?;
+                for (i, n) in nums.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{n}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The collection config: what is collected, from which builds, at which
+/// rate. Built by [`CollectionConfig::parse`].
+///
+/// ```
+/// let cfg = clearcount::config::CollectionConfig::parse(
+///     "version = 1\nsample_rate = 0.1\n", "config.toml").unwrap();
+/// assert_eq!((cfg.version, cfg.sample_rate, cfg.programs.len()), (1, 0.1, 0));
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollectionConfig {
+    /// Config version, at least 1; a new config always has a higher version.
+    pub version: u64,
+    /// Global cap on every counter's rate, in `[0, 1]`.
+    pub sample_rate: f64,
+    /// The programs collected, names unique.
+    pub programs: Vec<ProgramConfig>,
+    /// Where the config was read from (for messages).
+    pub source: String,
+}
+
+/// What is collected from one program.
+///
+/// ```
+/// let cfg = clearcount::config::CollectionConfig::parse(
+///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\nos = [\"linux\"]\n",
+///     "c.toml").unwrap();
+/// assert_eq!(cfg.programs[0].os, vec!["linux"]);
+/// assert!(cfg.programs[0].arch.is_empty()); // any architecture
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProgramConfig {
+    /// Program name.
+    pub name: String,
+    /// Accepted versions: a version is accepted when any pattern matches.
+    pub versions: Vec<VersionPattern>,
+    /// Accepted operating systems (`std::env::consts::OS`); empty = any.
+    pub os: Vec<String>,
+    /// Accepted architectures (`std::env::consts::ARCH`); empty = any.
+    pub arch: Vec<String>,
+    /// Counters collected, bucket sets already expanded, names unique.
+    pub counters: Vec<CounterConfig>,
+    /// Line of the `[[program]]` entry in the config file.
+    pub line: usize,
+}
+
+/// One collected counter (one name, after bucket expansion).
+///
+/// ```
+/// let cfg = clearcount::config::CollectionConfig::parse(
+///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\
+///      [[program.counter]]\nname = \"t/s\"\nrate = 0.5\ndepth = 4\n", "c.toml").unwrap();
+/// let c = &cfg.programs[0].counters[0];
+/// assert_eq!((c.name.as_str(), c.rate, c.depth, c.line), ("t/s", 0.5, Some(4), 7));
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CounterConfig {
+    /// Counter name (for a stack counter, the part before the frames).
+    pub name: String,
+    /// Rate in `[0, 1]`: kept when the report's X ≤ min(rate, sample_rate).
+    pub rate: f64,
+    /// `Some(depth)` for a stack counter: at most this many frames.
+    pub depth: Option<u32>,
+    /// Line of the `[[program.counter]]` entry in the config file.
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Spanned<i64>,
+    sample_rate: Spanned<f64>,
+    #[serde(default, rename = "program")]
+    programs: Vec<Spanned<RawProgram>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProgram {
+    name: Spanned<String>,
+    versions: Spanned<Vec<Spanned<String>>>,
+    os: Option<Spanned<Vec<Spanned<String>>>>,
+    arch: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, rename = "counter")]
+    counters: Vec<Spanned<RawCounter>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCounter {
+    name: Spanned<String>,
+    rate: Spanned<f64>,
+    depth: Option<Spanned<i64>>,
+}
+
+/// Checks a rate or sample rate.
+fn check_rate(what: &str, r: f64) -> Result<f64, String> {
+    if r.is_finite() && (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("{what} {r} is not in [0, 1]"))
+    }
+}
+
+/// Checks a stack depth.
+fn check_depth(d: i64) -> Result<u32, String> {
+    if (1..=i64::from(MAX_DEPTH)).contains(&d) {
+        Ok(d as u32)
+    } else {
+        Err(format!("depth {d} is not between 1 and {MAX_DEPTH}"))
+    }
+}
+
+/// Expands a counter name or bucket set from a config file; a newline is
+/// refused (frames never appear in config files).
+fn expand_name(pattern: &str) -> Result<Vec<String>, String> {
+    if pattern.contains('\n') {
+        return Err(format!(
+            "counter name {pattern:?} holds a newline; give only the counter part of a stack counter"
+        ));
+    }
+    crate::name::expand(pattern).map_err(|e| format!("counter name {pattern:?}: {e}"))
+}
+
+impl CollectionConfig {
+    /// Parses and checks a collection config. `source` names the file in
+    /// error messages. The first problem found is returned, with its line.
+    ///
+    /// ```
+    /// use clearcount::config::CollectionConfig;
+    /// let text = "version = 1\nsample_rate = 0.5\n[[program]]\nname = \"t\"\nversions = [\"1.*\"]\n\
+    ///             [[program.counter]]\nname = \"t/a:{x,y}\"\nrate = 1.0\n";
+    /// let cfg = CollectionConfig::parse(text, "config.toml").unwrap();
+    /// let names: Vec<_> = cfg.programs[0].counters.iter().map(|c| c.name.as_str()).collect();
+    /// assert_eq!(names, ["t/a:x", "t/a:y"]);
+    ///
+    /// let err = CollectionConfig::parse("version = 1\nsample_rate = 0.5\nextra = 1\n", "config.toml")
+    ///     .unwrap_err();
+    /// assert_eq!(err.line, 3);
+    /// ```
+    pub fn parse(text: &str, source: &str) -> Result<CollectionConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
+        let at = |span: std::ops::Range<usize>, msg: String| {
+            ConfigError::new(source, line_of(text, span.start), msg)
+        };
+        let version = *raw.version.get_ref();
+        if version < 1 {
+            return Err(at(
+                raw.version.span(),
+                format!("version {version} must be at least 1 (0 marks unfiltered local reports)"),
+            ));
+        }
+        let sample_rate = check_rate("sample_rate", *raw.sample_rate.get_ref())
+            .map_err(|m| at(raw.sample_rate.span(), m))?;
+        let mut programs: Vec<ProgramConfig> = Vec::new();
+        for rp in raw.programs {
+            let pline = line_of(text, rp.span().start);
+            let rp = rp.into_inner();
+            let name = rp.name.get_ref().clone();
+            check_word("program name", &name).map_err(|m| at(rp.name.span(), m))?;
+            if let Some(prev) = programs.iter().find(|p| p.name == name) {
+                return Err(at(
+                    rp.name.span(),
+                    format!(
+                        "program {name:?} is already configured at line {}",
+                        prev.line
+                    ),
+                ));
+            }
+            if rp.versions.get_ref().is_empty() {
+                return Err(at(
+                    rp.versions.span(),
+                    format!(
+                        "program {name:?}: versions is empty, so no build would be accepted; use [\"*\"] for any version"
+                    ),
+                ));
+            }
+            let mut versions = Vec::new();
+            for v in rp.versions.get_ref() {
+                versions.push(VersionPattern::parse(v.get_ref()).map_err(|m| at(v.span(), m))?);
+            }
+            let mut lists = Vec::new();
+            for (what, list) in [("os", &rp.os), ("arch", &rp.arch)] {
+                let mut out = Vec::new();
+                if let Some(list) = list {
+                    if list.get_ref().is_empty() {
+                        return Err(at(
+                            list.span(),
+                            format!(
+                                "program {name:?}: {what} is empty, so no build would be accepted; leave it out to accept any"
+                            ),
+                        ));
+                    }
+                    for item in list.get_ref() {
+                        check_word(what, item.get_ref()).map_err(|m| at(item.span(), m))?;
+                        out.push(item.get_ref().clone());
+                    }
+                }
+                lists.push(out);
+            }
+            let arch = lists.pop().unwrap_or_default();
+            let os = lists.pop().unwrap_or_default();
+            let mut counters: Vec<CounterConfig> = Vec::new();
+            for rc in rp.counters {
+                let cline = line_of(text, rc.span().start);
+                let rc = rc.into_inner();
+                let names = expand_name(rc.name.get_ref()).map_err(|m| at(rc.name.span(), m))?;
+                let rate = check_rate(
+                    &format!("counter {:?}: rate", rc.name.get_ref()),
+                    *rc.rate.get_ref(),
+                )
+                .map_err(|m| at(rc.rate.span(), m))?;
+                let depth = match &rc.depth {
+                    None => None,
+                    Some(d) => Some(check_depth(*d.get_ref()).map_err(|m| {
+                        at(d.span(), format!("counter {:?}: {m}", rc.name.get_ref()))
+                    })?),
+                };
+                for n in names {
+                    if let Some(prev) = counters.iter().find(|c| c.name == n) {
+                        return Err(at(
+                            rc.name.span(),
+                            format!("counter {n:?} is already configured at line {}", prev.line),
+                        ));
+                    }
+                    counters.push(CounterConfig {
+                        name: n,
+                        rate,
+                        depth,
+                        line: cline,
+                    });
+                }
+            }
+            programs.push(ProgramConfig {
+                name,
+                versions,
+                os,
+                arch,
+                counters,
+                line: pline,
+            });
+        }
+        Ok(CollectionConfig {
+            version: version as u64,
+            sample_rate,
+            programs,
+            source: source.to_string(),
+        })
+    }
+
+    /// The entry for a program, if it is configured.
+    ///
+    /// ```
+    /// let cfg = clearcount::config::CollectionConfig::parse(
+    ///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n", "c").unwrap();
+    /// assert!(cfg.program("t").is_some() && cfg.program("u").is_none());
+    /// ```
+    pub fn program(&self, program: &str) -> Option<&ProgramConfig> {
+        self.programs.iter().find(|p| p.name == program)
+    }
+
+    /// True when the config collects from this program build: the program is
+    /// configured, one of its version patterns matches, and the OS and
+    /// architecture are listed (or the lists are left out).
+    ///
+    /// ```
+    /// let cfg = clearcount::config::CollectionConfig::parse(
+    ///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\n\
+    ///      versions = [\"0.9.1\", \">=1.0\"]\nos = [\"linux\", \"macos\"]\n", "c").unwrap();
+    /// assert!(cfg.accepts("t", "0.9.1", "linux", "x86_64"));
+    /// assert!(cfg.accepts("t", "1.3.0", "macos", "aarch64"));
+    /// assert!(!cfg.accepts("t", "0.9.2", "linux", "x86_64"));
+    /// assert!(!cfg.accepts("t", "1.3.0", "windows", "x86_64"));
+    /// assert!(!cfg.accepts("u", "1.3.0", "linux", "x86_64"));
+    /// ```
+    pub fn accepts(&self, program: &str, version: &str, os: &str, arch: &str) -> bool {
+        let Some(p) = self.program(program) else {
+            return false;
+        };
+        p.versions.iter().any(|v| v.matches(version))
+            && (p.os.is_empty() || p.os.iter().any(|o| o == os))
+            && (p.arch.is_empty() || p.arch.iter().any(|a| a == arch))
+    }
+
+    /// The effective rate of a counter of `program`: min(`sample_rate`,
+    /// counter rate), or `None` when the counter is not collected.
+    ///
+    /// `name` is a plain counter name (matched against plain counters), or a
+    /// stack counter name (counter part, newline, frames) matched by its
+    /// counter part against stack counters; a stack with more frames than
+    /// the configured depth is not collected. A name that breaks the naming
+    /// grammar is not collected.
+    ///
+    /// ```
+    /// let cfg = clearcount::config::CollectionConfig::parse(
+    ///     "version = 1\nsample_rate = 0.2\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\
+    ///      [[program.counter]]\nname = \"t/a\"\nrate = 0.5\n\
+    ///      [[program.counter]]\nname = \"crash/panic\"\nrate = 0.1\ndepth = 2\n", "c").unwrap();
+    /// assert_eq!(cfg.counter_rate("t", "t/a"), Some(0.2));
+    /// assert_eq!(cfg.counter_rate("t", "crash/panic\nmain:+1\nrun:+2"), Some(0.1));
+    /// assert_eq!(cfg.counter_rate("t", "crash/panic\na:+1\nb:+2\nc:+3"), None); // too deep
+    /// assert_eq!(cfg.counter_rate("t", "crash/panic"), None); // a stack counter, not plain
+    /// ```
+    pub fn counter_rate(&self, program: &str, name: &str) -> Option<f64> {
+        let p = self.program(program)?;
+        let (counter, frames) = if name.contains('\n') {
+            crate::name::check_stack(name).ok()?;
+            (
+                crate::name::stack_counter(name),
+                Some(name.split('\n').count() - 1),
+            )
+        } else {
+            crate::name::check(name).ok()?;
+            (name, None)
+        };
+        let c = p.counters.iter().find(|c| c.name == counter)?;
+        match (c.depth, frames) {
+            (None, None) => {}
+            (Some(depth), Some(frames)) if frames <= depth as usize => {}
+            _ => return None,
+        }
+        Some(c.rate.min(self.sample_rate))
+    }
+
+    /// Reduces a report to what this config collects: program builds the
+    /// config [`accepts`](Self::accepts), and in them only the counters and
+    /// stacks with an effective rate `r` (see
+    /// [`counter_rate`](Self::counter_rate)) such that `r > 0` and
+    /// `report.x <= r`. Programs left with no counts are dropped, and the
+    /// result's `config` is this config's version.
+    ///
+    /// ```
+    /// use clearcount::config::CollectionConfig;
+    /// use clearcount::report::{ProgramReport, Report};
+    /// let cfg = CollectionConfig::parse(
+    ///     "version = 7\nsample_rate = 0.5\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\
+    ///      [[program.counter]]\nname = \"t/a\"\nrate = 0.3\n\
+    ///      [[program.counter]]\nname = \"t/b\"\nrate = 0.01\n", "c").unwrap();
+    /// let mut p = ProgramReport::new("t", "1.0", "linux", "x86_64");
+    /// for n in ["t/a", "t/b", "t/undeclared"] { p.counters.insert(n.into(), 1); }
+    /// let r = Report { week: "2026-11-16".into(), x: 0.2, config: 0, programs: vec![p] };
+    /// let f = cfg.filter(&r);
+    /// assert_eq!(f.config, 7);
+    /// assert_eq!(f.programs[0].counters.keys().collect::<Vec<_>>(), ["t/a"]);
+    /// ```
+    pub fn filter(&self, report: &Report) -> Report {
+        let keep = |program: &str, name: &str| {
+            self.counter_rate(program, name)
+                .is_some_and(|r| r > 0.0 && report.x <= r)
+        };
+        let mut programs = Vec::new();
+        for p in &report.programs {
+            if !self.accepts(&p.program, &p.version, &p.os, &p.arch) {
+                continue;
+            }
+            let mut q = ProgramReport::new(&p.program, &p.version, &p.os, &p.arch);
+            for (name, &count) in &p.counters {
+                if !name.contains('\n') && keep(&p.program, name) {
+                    q.counters.insert(name.clone(), count);
+                }
+            }
+            for (name, &count) in &p.stacks {
+                if name.contains('\n') && keep(&p.program, name) {
+                    q.stacks.insert(name.clone(), count);
+                }
+            }
+            if !q.is_empty() {
+                programs.push(q);
+            }
+        }
+        Report {
+            week: report.week.clone(),
+            x: report.x,
+            config: self.version,
+            programs,
+        }
+    }
+}
+
+/// Whether a declared counter is a plain counter or a stack counter.
+///
+/// ```
+/// use clearcount::config::CounterKind;
+/// assert_eq!(CounterKind::Stack.to_string(), "stack");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterKind {
+    /// A plain counter: one name, one count.
+    Plain,
+    /// A stack counter: counted per call stack (name, newline, frames).
+    Stack,
+}
+
+impl fmt::Display for CounterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CounterKind::Plain => "plain",
+            CounterKind::Stack => "stack",
+        })
+    }
+}
+
+/// One entry of a declared-counters file.
+///
+/// ```
+/// let p = clearcount::config::DeclaredProgram::parse(
+///     "program = \"t\"\n[[counter]]\nname = \"t/a:{x,y}\"\nkind = \"plain\"\n\
+///      description = \"Counts a.\"\nquestion = \"How often is a used?\"\n", "t.toml").unwrap();
+/// assert_eq!(p.counters[0].names, ["t/a:x", "t/a:y"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredCounter {
+    /// The name as written (may be a bucket set `base:{a,b}`).
+    pub pattern: String,
+    /// The names it stands for, bucket sets expanded.
+    pub names: Vec<String>,
+    /// Plain or stack counter.
+    pub kind: CounterKind,
+    /// For a stack counter, the most frames kept.
+    pub depth: Option<u32>,
+    /// What is counted, in words a user can read.
+    pub description: String,
+    /// The question the counter answers for the maintainers.
+    pub question: String,
+    /// Line of the entry in its file.
+    pub line: usize,
+}
+
+/// The declared counters of one program (one `config/counters/<program>.toml`).
+///
+/// ```
+/// let p = clearcount::config::DeclaredProgram::parse(
+///     "program = \"t\"\n[[counter]]\nname = \"t/s\"\nkind = \"stack\"\ndepth = 8\n\
+///      description = \"Where s is called from.\"\nquestion = \"Who calls s?\"\n", "t.toml").unwrap();
+/// assert_eq!(p.counter("t/s").unwrap().depth, Some(8));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredProgram {
+    /// The program name.
+    pub program: String,
+    /// The file it was read from.
+    pub source: String,
+    /// Its counters, in file order.
+    pub counters: Vec<DeclaredCounter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeclared {
+    program: Spanned<String>,
+    #[serde(default, rename = "counter")]
+    counters: Vec<Spanned<RawDeclaredCounter>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeclaredCounter {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    depth: Option<Spanned<i64>>,
+    description: Spanned<String>,
+    question: Spanned<String>,
+}
+
+impl DeclaredProgram {
+    /// Parses one declared-counters file. `source` names it in messages.
+    ///
+    /// ```
+    /// let err = clearcount::config::DeclaredProgram::parse(
+    ///     "program = \"t\"\n[[counter]]\nname = \"t/a\"\nkind = \"plain\"\ndescription = \"\"\nquestion = \"?\"\n",
+    ///     "t.toml").unwrap_err();
+    /// assert_eq!(err.to_string(), "t.toml:6: counter \"t/a\": description is empty");
+    /// ```
+    pub fn parse(text: &str, source: &str) -> Result<DeclaredProgram, ConfigError> {
+        let raw: RawDeclared = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
+        let at = |span: std::ops::Range<usize>, msg: String| {
+            ConfigError::new(source, line_of(text, span.start), msg)
+        };
+        let program = raw.program.get_ref().clone();
+        check_word("program name", &program).map_err(|m| at(raw.program.span(), m))?;
+        let mut counters: Vec<DeclaredCounter> = Vec::new();
+        for rc in raw.counters {
+            let line = line_of(text, rc.span().start);
+            let rc = rc.into_inner();
+            let pattern = rc.name.get_ref().clone();
+            let names = expand_name(&pattern).map_err(|m| at(rc.name.span(), m))?;
+            let kind = match rc.kind.get_ref().as_str() {
+                "plain" => CounterKind::Plain,
+                "stack" => CounterKind::Stack,
+                other => {
+                    return Err(at(
+                        rc.kind.span(),
+                        format!(
+                            "counter {pattern:?}: kind {other:?} is not \"plain\" or \"stack\""
+                        ),
+                    ));
+                }
+            };
+            let depth = match (&rc.depth, kind) {
+                (None, CounterKind::Plain) => None,
+                (None, CounterKind::Stack) => {
+                    return Err(at(
+                        rc.kind.span(),
+                        format!("counter {pattern:?}: a stack counter needs a depth"),
+                    ));
+                }
+                (Some(d), CounterKind::Plain) => {
+                    return Err(at(
+                        d.span(),
+                        format!("counter {pattern:?}: only a stack counter has a depth"),
+                    ));
+                }
+                (Some(d), CounterKind::Stack) => Some(
+                    check_depth(*d.get_ref())
+                        .map_err(|m| at(d.span(), format!("counter {pattern:?}: {m}")))?,
+                ),
+            };
+            for (what, field) in [("description", &rc.description), ("question", &rc.question)] {
+                if field.get_ref().trim().is_empty() {
+                    return Err(at(
+                        field.span(),
+                        format!("counter {pattern:?}: {what} is empty"),
+                    ));
+                }
+            }
+            for n in &names {
+                if let Some(prev) = counters.iter().find(|c| c.names.contains(n)) {
+                    return Err(at(
+                        rc.name.span(),
+                        format!("counter {n:?} is already declared at line {}", prev.line),
+                    ));
+                }
+            }
+            counters.push(DeclaredCounter {
+                pattern,
+                names,
+                kind,
+                depth,
+                description: rc.description.get_ref().trim().to_string(),
+                question: rc.question.get_ref().trim().to_string(),
+                line,
+            });
+        }
+        Ok(DeclaredProgram {
+            program,
+            source: source.to_string(),
+            counters,
+        })
+    }
+
+    /// The declared counter a (bucket-expanded) name belongs to.
+    ///
+    /// ```
+    /// let p = clearcount::config::DeclaredProgram::parse(
+    ///     "program = \"t\"\n[[counter]]\nname = \"t/a:{x,y}\"\nkind = \"plain\"\n\
+    ///      description = \"d\"\nquestion = \"q\"\n", "t.toml").unwrap();
+    /// assert_eq!(p.counter("t/a:y").unwrap().pattern, "t/a:{x,y}");
+    /// assert!(p.counter("t/a:z").is_none());
+    /// ```
+    pub fn counter(&self, name: &str) -> Option<&DeclaredCounter> {
+        self.counters
+            .iter()
+            .find(|c| c.names.iter().any(|n| n == name))
+    }
+}
+
+/// The public registry: every declared-counters file of a directory.
+///
+/// ```no_run
+/// let declared = clearcount::config::DeclaredCounters::load_dir("config/counters").unwrap();
+/// for p in &declared.programs {
+///     println!("{}: {} counters", p.program, p.counters.len());
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeclaredCounters {
+    /// One entry per program, sorted by file name.
+    pub programs: Vec<DeclaredProgram>,
+}
+
+impl DeclaredCounters {
+    /// Loads every `*.toml` file of `dir`. Each file must be named after the
+    /// program it declares (`<program>.toml`). Every problem found is
+    /// returned.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("cc-doc-declared-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join("t.toml"), "program = \"t\"\n[[counter]]\nname = \"t/a\"\n\
+    ///     kind = \"plain\"\ndescription = \"d\"\nquestion = \"q\"\n").unwrap();
+    /// let d = clearcount::config::DeclaredCounters::load_dir(&dir).unwrap();
+    /// assert!(d.program("t").is_some());
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<DeclaredCounters, Vec<ConfigError>> {
+        let dir = dir.as_ref();
+        let shown = dir.display().to_string();
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            vec![ConfigError::new(
+                &shown,
+                0,
+                format!("cannot read directory: {e}"),
+            )]
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut programs = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            let source = path.display().to_string();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(ConfigError::new(
+                        &source,
+                        0,
+                        format!("cannot read file: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            match DeclaredProgram::parse(&text, &source) {
+                Ok(p) => {
+                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                    if stem != p.program {
+                        errors.push(ConfigError::new(
+                            &source,
+                            1,
+                            format!(
+                                "file declares program {:?}, so it must be named {}.toml",
+                                p.program, p.program
+                            ),
+                        ));
+                    } else {
+                        programs.push(p);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(DeclaredCounters { programs })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The declared counters of one program.
+    ///
+    /// ```
+    /// let d = clearcount::config::DeclaredCounters::default();
+    /// assert!(d.program("t").is_none());
+    /// ```
+    pub fn program(&self, program: &str) -> Option<&DeclaredProgram> {
+        self.programs.iter().find(|p| p.program == program)
+    }
+}
+
+/// Checks a collection config against the declared counters: every program
+/// configured has a declared-counters file, and every counter configured is
+/// declared for that program with the same kind and depth. (Names, rates,
+/// depths and versions are already checked by [`CollectionConfig::parse`];
+/// that the version only goes up is checked when a config is accepted, see
+/// `sign::verify_config`.) Every problem found is returned.
+///
+/// ```
+/// use clearcount::config::{check, CollectionConfig, DeclaredCounters, DeclaredProgram};
+/// let cfg = CollectionConfig::parse("version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\n\
+///     versions = [\"*\"]\n[[program.counter]]\nname = \"t/a:{x,y}\"\nrate = 0.1\n", "config.toml").unwrap();
+/// let t = DeclaredProgram::parse("program = \"t\"\n[[counter]]\nname = \"t/a:{x}\"\nkind = \"plain\"\n\
+///     description = \"d\"\nquestion = \"q\"\n", "t.toml").unwrap();
+/// let errs = check(&cfg, &DeclaredCounters { programs: vec![t] }).unwrap_err();
+/// assert_eq!(errs[0].to_string(), "config.toml:6: counter \"t/a:y\" of program \"t\" is not declared in t.toml");
+/// ```
+pub fn check(
+    config: &CollectionConfig,
+    declared: &DeclaredCounters,
+) -> Result<(), Vec<ConfigError>> {
+    let file = if config.source.is_empty() {
+        "config"
+    } else {
+        &config.source
+    };
+    let mut errors = Vec::new();
+    for p in &config.programs {
+        let Some(d) = declared.program(&p.name) else {
+            errors.push(ConfigError::new(
+                file,
+                p.line,
+                format!(
+                    "program {:?} has no declared counters (expected a file counters/{}.toml)",
+                    p.name, p.name
+                ),
+            ));
+            continue;
+        };
+        for c in &p.counters {
+            let Some(dc) = d.counter(&c.name) else {
+                errors.push(ConfigError::new(
+                    file,
+                    c.line,
+                    format!(
+                        "counter {:?} of program {:?} is not declared in {}",
+                        c.name, p.name, d.source
+                    ),
+                ));
+                continue;
+            };
+            let problem = match (dc.kind, dc.depth, c.depth) {
+                (CounterKind::Plain, _, None) => None,
+                (CounterKind::Plain, _, Some(_)) => Some(format!(
+                    "counter {:?} is declared as a plain counter ({}:{}) but configured with a depth",
+                    c.name, d.source, dc.line
+                )),
+                (CounterKind::Stack, Some(dd), None) => Some(format!(
+                    "counter {:?} is declared as a stack counter of depth {dd} ({}:{}) but configured without a depth",
+                    c.name, d.source, dc.line
+                )),
+                (CounterKind::Stack, dd, Some(cd)) if dd != Some(cd) => Some(format!(
+                    "counter {:?} is configured with depth {cd} but declared with depth {} ({}:{})",
+                    c.name,
+                    dd.unwrap_or(0),
+                    d.source,
+                    dc.line
+                )),
+                _ => None,
+            };
+            if let Some(m) = problem {
+                errors.push(ConfigError::new(file, c.line, m));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"version = 4
+sample_rate = 0.5
+
+[[program]]
+name = "t"
+versions = ["0.1.0", "1.*", ">=2.0"]
+os = ["linux"]
+
+[[program.counter]]
+name = "t/cmd:{a,b}"
+rate = 0.25
+
+[[program.counter]]
+name = "t/s"
+rate = 1.0
+depth = 3
+"#;
+
+    fn report(x: f64, version: &str) -> Report {
+        let mut p = ProgramReport::new("t", version, "linux", "x86_64");
+        p.counters.insert("t/cmd:a".into(), 2);
+        p.counters.insert("t/cmd:c".into(), 2);
+        p.counters.insert("t/s".into(), 1);
+        p.stacks.insert("t/s\nf:+1\ng:+2\nh:+3".into(), 1);
+        p.stacks.insert("t/s\nf:+1\ng:+2\nh:+3\ni:+4".into(), 1);
+        p.stacks.insert("t/cmd:a\nf:+1".into(), 1);
+        Report {
+            week: "2026-11-16".into(),
+            x,
+            config: 0,
+            programs: vec![p],
+        }
+    }
+
+    #[test]
+    fn parse_errors_have_lines() {
+        let cases = [
+            ("version = 0\nsample_rate = 0.1\n", 1, "at least 1"),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\n",
+                3,
+                "versions",
+            ),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\nversions = [\"1*\"]\n",
+                5,
+                "'*'",
+            ),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\n[[program.counter]]\nname = \"t/a\"\nrate = -0.1\n",
+                9,
+                "not in [0, 1]",
+            ),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n[[program.counter]]\nname = \"t/a:{x,\"\nrate = 0.1\n",
+                7,
+                "t/a:{x,",
+            ),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n[[program.counter]]\nname = \"t/a\"\nrate = 0.1\ndepth = 0\n",
+                9,
+                "depth 0",
+            ),
+            ("version = 1\nsample_rate = \n", 2, ""),
+            ("version = \"1\"\nsample_rate = 0.1\n", 1, ""),
+            (
+                "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n",
+                7,
+                "already configured at line 3",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let e = CollectionConfig::parse(text, "c.toml").unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.message.contains(needle), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("c.toml:{line}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn integer_rate_accepted() {
+        let c = CollectionConfig::parse("version = 1\nsample_rate = 1\n", "c").unwrap();
+        assert_eq!(c.sample_rate, 1.0);
+    }
+
+    #[test]
+    fn versions() {
+        let c = CollectionConfig::parse(CFG, "c").unwrap();
+        for (v, ok) in [
+            ("0.1.0", true),
+            ("0.1.1", false),
+            ("1.0", true),
+            ("1.2.3-rc1", true),
+            ("1", false),
+            ("10.0", true),
+            ("2.0", true),
+            ("2.0.0-rc1", false),
+            ("2.0.1-rc1", true),
+            ("v3.1", true),
+            ("3.1+build7", true),
+            ("devel", false),
+            ("1.9.9", true),
+        ] {
+            assert_eq!(c.accepts("t", v, "linux", "x86_64"), ok, "{v}");
+        }
+        assert!(!c.accepts("t", "2.0", "windows", "x86_64"));
+        assert!(!c.accepts("u", "2.0", "linux", "x86_64"));
+        for bad in [
+            "",
+            "1.*.*",
+            "*.1",
+            ">=",
+            ">=a",
+            ">=1.0-rc1",
+            "<=1",
+            "=1",
+            "a b",
+        ] {
+            assert!(VersionPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            VersionPattern::parse(">=1.2.0").unwrap().to_string(),
+            ">=1.2.0"
+        );
+        assert_eq!(VersionPattern::parse("1.*").unwrap().to_string(), "1.*");
+    }
+
+    #[test]
+    fn filter_by_rate() {
+        let c = CollectionConfig::parse(CFG, "c").unwrap();
+        // x below both rates: cmd:a kept (declared), cmd:c and plain t/s
+        // dropped, the depth-3 stack kept, the depth-4 stack dropped.
+        let f = c.filter(&report(0.1, "1.0"));
+        assert_eq!(f.config, 4);
+        let p = &f.programs[0];
+        assert_eq!(p.counters.keys().collect::<Vec<_>>(), ["t/cmd:a"]);
+        assert_eq!(
+            p.stacks.keys().collect::<Vec<_>>(),
+            ["t/s\nf:+1\ng:+2\nh:+3"]
+        );
+        // x above cmd rate (0.25) but below the stack's effective rate (0.5).
+        let f = c.filter(&report(0.3, "1.0"));
+        assert!(f.programs[0].counters.is_empty());
+        assert_eq!(f.programs[0].stacks.len(), 1);
+        // x = rate is kept.
+        assert_eq!(c.filter(&report(0.25, "1.0")).programs[0].counters.len(), 1);
+        // x above the global cap: nothing, program dropped.
+        assert!(c.filter(&report(0.6, "1.0")).programs.is_empty());
+        // unaccepted version dropped.
+        assert!(c.filter(&report(0.1, "0.2.0")).programs.is_empty());
+    }
+
+    #[test]
+    fn zero_rate_never_kept() {
+        let c = CollectionConfig::parse(
+            "version = 1\nsample_rate = 0.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n[[program.counter]]\nname = \"t/cmd:a\"\nrate = 1.0\n",
+            "c",
+        )
+        .unwrap();
+        assert!(c.filter(&report(0.0, "1")).programs.is_empty());
+    }
+
+    #[test]
+    fn declared_errors() {
+        let head = "program = \"t\"\n[[counter]]\nname = \"t/a\"\n";
+        let cases = [
+            (
+                "kind = \"histo\"\ndescription = \"d\"\nquestion = \"q\"\n",
+                4,
+                "kind",
+            ),
+            (
+                "kind = \"stack\"\ndescription = \"d\"\nquestion = \"q\"\n",
+                4,
+                "needs a depth",
+            ),
+            (
+                "kind = \"plain\"\ndepth = 3\ndescription = \"d\"\nquestion = \"q\"\n",
+                5,
+                "only a stack",
+            ),
+            ("kind = \"plain\"\ndescription = \"d\"\n", 2, "question"),
+            (
+                "kind = \"plain\"\ndescription = \"d\"\nquestion = \"q\"\n[[counter]]\nname = \"t/a\"\nkind = \"plain\"\ndescription = \"d\"\nquestion = \"q\"\n",
+                8,
+                "already declared at line 2",
+            ),
+        ];
+        for (tail, line, needle) in cases {
+            let e = DeclaredProgram::parse(&format!("{head}{tail}"), "t.toml").unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn check_kind_and_depth() {
+        let c = CollectionConfig::parse(CFG, "config.toml").unwrap();
+        let d = DeclaredProgram::parse(
+            "program = \"t\"\n[[counter]]\nname = \"t/cmd:{a,b}\"\nkind = \"plain\"\ndescription = \"d\"\nquestion = \"q\"\n\
+             [[counter]]\nname = \"t/s\"\nkind = \"stack\"\ndepth = 8\ndescription = \"d\"\nquestion = \"q\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let errs = check(&c, &DeclaredCounters { programs: vec![d] }).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "config.toml:13: counter \"t/s\" is configured with depth 3 but declared with depth 8 (t.toml:7)"
+        );
+        let errs = check(&c, &DeclaredCounters::default()).unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("config.toml:4: program \"t\" has no declared counters")
+        );
+    }
+}

@@ -13,7 +13,7 @@ pub mod report;
 #[cfg(feature = "config")]
 pub mod config;
 
-#[cfg(feature = "sign")]
+#[cfg(any(feature = "sign", feature = "upload", feature = "server"))]
 pub mod sign;
 
 #[cfg(feature = "upload")]
