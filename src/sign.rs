@@ -233,24 +233,73 @@ pub fn keygen(
     Ok(pk_text)
 }
 
-/// Loads a secret key file: an unencrypted key, or one encrypted with an
-/// empty password (what `minisign -G -W` and [`keygen`] write).
+/// Decodes standard base64 (with `=` padding); `None` on any bad byte.
+#[cfg(feature = "sign")]
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim().as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i + 1 == bytes.len() / 4;
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | val(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let b = n.to_be_bytes();
+        out.extend_from_slice(&b[1..4 - pad]);
+    }
+    Some(out)
+}
+
+/// Loads a secret key file: an unencrypted key (what [`keygen`] and
+/// `minisign -G -W` write; the latter leaves the checksum zeroed), or one
+/// encrypted with an empty password.
 #[cfg(feature = "sign")]
 fn secret_key(text: &str) -> Result<minisign::SecretKey, SignError> {
     let sk_box = || minisign::SecretKeyBox::from_string(text);
     let bad = |e: minisign::PError| SignError::Key(format!("secret key is not usable: {e}"));
-    let b = sk_box().map_err(bad)?;
-    match minisign::SecretKey::from_unencrypted_box(b) {
-        Ok(sk) => Ok(sk),
-        Err(_) => {
-            let b = sk_box().map_err(bad)?;
-            minisign::SecretKey::from_box(b, Some(String::new())).map_err(|_| {
-                SignError::Key(
-                    "secret key is encrypted with a password; clearcount signs only with an unencrypted key (minisign -G -W) kept offline".into(),
-                )
-            })
-        }
+    if let Ok(sk) = minisign::SecretKey::from_unencrypted_box(sk_box().map_err(bad)?) {
+        return Ok(sk);
     }
+    // Layout: sig_alg(2) kdf_alg(2) chk_alg(2) salt(32) ops(8) mem(8)
+    // keynum(8) sk(64) chk(32) = 158 bytes.
+    let raw = text.lines().nth(1).and_then(base64_decode);
+    if let Some(raw) = raw.filter(|r| r.len() == 158) {
+        if raw[2..4] == [0, 0] {
+            if raw[126..].iter().all(|&b| b == 0) {
+                return minisign::SecretKey::from_bytes(&raw).map_err(bad);
+            }
+            return Err(SignError::Key(
+                "secret key is corrupted (its checksum does not match)".into(),
+            ));
+        }
+    } else {
+        return Err(SignError::Key(
+            "secret key is not a minisign secret key file".into(),
+        ));
+    }
+    minisign::SecretKey::from_box(sk_box().map_err(bad)?, Some(String::new())).map_err(|_| {
+        SignError::Key(
+            "secret key is encrypted with a password; clearcount signs only with an unencrypted key (minisign -G -W) kept offline".into(),
+        )
+    })
 }
 
 /// Signs `data` with the secret key text; returns the `.minisig` text. The
@@ -356,6 +405,10 @@ mod tests {
             Err(SignError::Key(_))
         ));
         assert!(matches!(secret_key("junk"), Err(SignError::Key(_))));
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("aGkh").unwrap(), b"hi!");
+        assert_eq!(base64_decode("aA==").unwrap(), b"h");
+        assert!(base64_decode("a=Gk").is_none() && base64_decode("aGk").is_none());
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(dir2).unwrap();
     }

@@ -1,1 +1,3 @@
 //! cli (in progress)
+
+pub mod config_cmd;
