@@ -5,7 +5,23 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod clock;
+pub mod counter;
+mod countfile;
+pub mod dirs;
+pub mod format;
+mod fsutil;
+pub mod mode;
 pub mod name;
+mod registry;
+pub mod stack;
+mod sys;
+pub mod telemetry;
+pub mod week;
+
+pub use counter::Counter;
+pub use stack::StackCounter;
+pub use telemetry::{Started, Telemetry};
 
 #[cfg(feature = "report")]
 pub mod report;

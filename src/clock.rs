@@ -1,0 +1,66 @@
+//! The clock every part of clearcount reads.
+//!
+//! `CLEARCOUNT_NOW` (RFC 3339, e.g. `2026-11-16T09:00:00Z`) sets the clock
+//! when the process first reads it; from then on it runs at real speed. Tests
+//! and the demo use it to move through weeks, and a long-running process
+//! started just before a week boundary crosses it for real. A value that does
+//! not parse is ignored (the wall clock is used).
+//!
+//! ```
+//! let now = clearcount::clock::now();
+//! assert!(now.timestamp() > 0);
+//! ```
+
+use chrono::{DateTime, Utc};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The environment variable that replaces the wall clock.
+pub const NOW_VAR: &str = "CLEARCOUNT_NOW";
+
+static BASE: OnceLock<Option<(DateTime<Utc>, Instant)>> = OnceLock::new();
+
+/// Parses a `CLEARCOUNT_NOW` value.
+///
+/// ```
+/// assert!(clearcount::clock::parse_now("2026-11-16T09:00:00Z").is_some());
+/// assert!(clearcount::clock::parse_now("yesterday").is_none());
+/// ```
+pub fn parse_now(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The current time: `CLEARCOUNT_NOW` plus the time since the process first
+/// asked, or the wall clock.
+///
+/// ```
+/// let a = clearcount::clock::now();
+/// let b = clearcount::clock::now();
+/// assert!(b >= a);
+/// ```
+pub fn now() -> DateTime<Utc> {
+    let base = BASE.get_or_init(|| {
+        std::env::var(NOW_VAR)
+            .ok()
+            .and_then(|v| parse_now(&v))
+            .map(|t| (t, Instant::now()))
+    });
+    match base {
+        Some((t, start)) => {
+            let elapsed = chrono::Duration::from_std(start.elapsed()).unwrap_or_default();
+            *t + elapsed
+        }
+        None => Utc::now(),
+    }
+}
+
+/// Today's date (UTC) on [`now`]'s clock.
+///
+/// ```
+/// let _ = clearcount::clock::today();
+/// ```
+pub fn today() -> chrono::NaiveDate {
+    now().date_naive()
+}

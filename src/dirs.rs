@@ -1,0 +1,96 @@
+//! Where an installation's telemetry lives.
+//!
+//! `$CLEARCOUNT_DIR/<namespace>/` when `CLEARCOUNT_DIR` is set, else
+//! `<user config dir>/<namespace>/telemetry/`, where the user config dir is
+//! `$XDG_CONFIG_HOME` or `~/.config` on Linux and other Unix systems,
+//! `~/Library/Application Support` on macOS and `%APPDATA%` on Windows.
+//!
+//! Inside it:
+//!
+//! | path | what |
+//! |---|---|
+//! | `mode` | the mode and the date it was set |
+//! | `week-start` | the installation's first weekday |
+//! | `counts/` | this and past weeks' counter files |
+//! | `reports/` | local reports, full and filtered |
+//! | `upload/` | a copy of every report sent |
+//! | `corrupt/` | counter files set aside as corrupt |
+//!
+//! ```
+//! let dir = clearcount::dirs::telemetry_dir("mytool");
+//! // None only when no home directory can be found.
+//! if let Some(d) = dir { assert!(d.to_string_lossy().contains("mytool")); }
+//! ```
+
+use std::path::PathBuf;
+
+/// The environment variable that moves every namespace's directory.
+pub const DIR_VAR: &str = "CLEARCOUNT_DIR";
+/// Counter files.
+pub const COUNTS: &str = "counts";
+/// Local reports.
+pub const REPORTS: &str = "reports";
+/// Copies of sent reports.
+pub const UPLOAD: &str = "upload";
+/// Corrupt files set aside.
+pub const CORRUPT: &str = "corrupt";
+
+/// Checks a namespace: 1 to 64 bytes of lower-case ASCII letters, digits,
+/// `-` and `_`, starting with a letter.
+///
+/// ```
+/// assert!(clearcount::dirs::check_namespace("my-tool").is_ok());
+/// assert!(clearcount::dirs::check_namespace("../etc").is_err());
+/// ```
+pub fn check_namespace(ns: &str) -> Result<(), String> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns.as_bytes()[0].is_ascii_lowercase()
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "namespace {ns:?} must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter"
+        ))
+    }
+}
+
+fn nonempty_env(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The user's configuration directory, if one can be found.
+///
+/// ```
+/// let _ = clearcount::dirs::user_config_dir();
+/// ```
+pub fn user_config_dir() -> Option<PathBuf> {
+    if cfg!(windows) {
+        return nonempty_env("APPDATA");
+    }
+    let home = nonempty_env("HOME");
+    if cfg!(target_os = "macos") {
+        return home.map(|h| h.join("Library").join("Application Support"));
+    }
+    nonempty_env("XDG_CONFIG_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|h| h.join(".config")))
+}
+
+/// The telemetry directory of a namespace (not created).
+///
+/// ```
+/// # unsafe { std::env::set_var("CLEARCOUNT_DIR", "/tmp/cc") };
+/// assert_eq!(clearcount::dirs::telemetry_dir("t").unwrap(), std::path::Path::new("/tmp/cc/t"));
+/// ```
+pub fn telemetry_dir(namespace: &str) -> Option<PathBuf> {
+    if let Some(base) = nonempty_env(DIR_VAR) {
+        return Some(base.join(namespace));
+    }
+    user_config_dir().map(|d| d.join(namespace).join("telemetry"))
+}

@@ -1,0 +1,74 @@
+//! Small file helpers shared by the modules that own files: atomic creation
+//! (first writer wins) and atomic replacement. A reader never sees half a
+//! file.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+fn temp_path(path: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.{:016x}.tmp", h.finish()))
+}
+
+fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(data)?;
+        f.flush()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Creates `path` with `data`, all at once, only if it does not exist
+/// (`AlreadyExists` otherwise). Built on a hard link, so two processes racing
+/// cannot both win and nobody sees a partial file.
+pub(crate) fn create_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = write_temp(path, data)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            // The file system has no hard links: fall back to create_new,
+            // which can expose a short file for a moment.
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+            f.write_all(data)
+        }
+    }
+}
+
+/// Replaces `path` with `data` atomically (write a temporary, rename).
+pub(crate) fn replace_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = write_temp(path, data)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_writer_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        create_atomic(&p, b"one").unwrap();
+        let e = create_atomic(&p, b"two").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        replace_atomic(&p, b"three").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"three");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporaries left");
+    }
+}

@@ -1,0 +1,199 @@
+//! Modes: whether an installation counts, and whether it uploads.
+//!
+//! * `off`: nothing is counted and nothing is written, not even a directory.
+//! * `local`: counters are kept on this machine; nothing is ever sent.
+//! * `on`: counters are kept, and weekly reports may be uploaded. Only weeks
+//!   that began on or after the day `on` was set are ever uploaded.
+//!
+//! The mode comes from, in order:
+//!
+//! 1. `DO_NOT_TRACK` set to anything but empty, `0` or `false`: off.
+//! 2. `<NAMESPACE>_TELEMETRY=off|local|on` (namespace upper-cased, `-` as
+//!    `_`); any other value is ignored.
+//! 3. The `mode` file in the telemetry directory: `on 2026-11-16`.
+//! 4. The toolchain's default (`local` unless it chose otherwise).
+//!
+//! ```
+//! use clearcount::mode::{Mode, env_var};
+//! assert_eq!(env_var("my-tool"), "MY_TOOL_TELEMETRY");
+//! assert_eq!("local".parse::<Mode>().unwrap(), Mode::Local);
+//! ```
+
+use chrono::NaiveDate;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Name of the mode file in the telemetry directory.
+pub const MODE_FILE: &str = "mode";
+
+/// What telemetry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    /// Count nothing, write nothing.
+    Off,
+    /// Count locally, never upload.
+    Local,
+    /// Count and upload.
+    On,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Off => "off",
+            Mode::Local => "local",
+            Mode::On => "on",
+        })
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s.trim() {
+            "off" => Ok(Mode::Off),
+            "local" => Ok(Mode::Local),
+            "on" => Ok(Mode::On),
+            other => Err(format!("unknown mode {other:?} (expected off, local or on)")),
+        }
+    }
+}
+
+/// Where the mode in force came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `DO_NOT_TRACK` is set.
+    DoNotTrack,
+    /// The namespace's environment variable.
+    Env,
+    /// The mode file.
+    File,
+    /// The toolchain's default.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::DoNotTrack => "DO_NOT_TRACK",
+            Source::Env => "environment variable",
+            Source::File => "mode file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// The mode in force and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The mode.
+    pub mode: Mode,
+    /// Where it came from.
+    pub source: Source,
+    /// The day `on` was set in the mode file, if it was.
+    pub on_since: Option<NaiveDate>,
+}
+
+/// The environment variable that overrides a namespace's mode.
+///
+/// ```
+/// assert_eq!(clearcount::mode::env_var("gopls"), "GOPLS_TELEMETRY");
+/// ```
+pub fn env_var(namespace: &str) -> String {
+    format!("{}_TELEMETRY", namespace.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// True when `DO_NOT_TRACK` asks for no telemetry.
+///
+/// ```
+/// let _ = clearcount::mode::do_not_track();
+/// ```
+pub fn do_not_track() -> bool {
+    match std::env::var("DO_NOT_TRACK") {
+        Ok(v) => {
+            let v = v.trim().to_ascii_lowercase();
+            !(v.is_empty() || v == "0" || v == "false")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads the mode file: the mode and the date it was set.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(clearcount::mode::read_file(dir.path()).is_none());
+/// ```
+pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
+    let text = std::fs::read_to_string(dir.join(MODE_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    let mode = words.next()?.parse().ok()?;
+    let date = words.next().and_then(|d| d.parse().ok());
+    Some((mode, date))
+}
+
+/// Writes the mode file (atomically), recording `today` as the date it was
+/// set. Setting `on` again keeps the earlier date.
+///
+/// ```
+/// use clearcount::mode::{Mode, read_file, write_file};
+/// let dir = tempfile::tempdir().unwrap();
+/// let day = "2026-11-16".parse().unwrap();
+/// write_file(dir.path(), Mode::On, day).unwrap();
+/// assert_eq!(read_file(dir.path()), Some((Mode::On, Some(day))));
+/// ```
+pub fn write_file(dir: &Path, mode: Mode, today: NaiveDate) -> io::Result<()> {
+    let date = match read_file(dir) {
+        Some((old, Some(d))) if old == mode && mode == Mode::On => d,
+        _ => today,
+    };
+    std::fs::create_dir_all(dir)?;
+    crate::fsutil::replace_atomic(&dir.join(MODE_FILE), format!("{mode} {date}\n").as_bytes())
+}
+
+/// The mode in force for a namespace whose directory is `dir` (which need
+/// not exist; nothing is created).
+///
+/// ```
+/// use clearcount::mode::{effective, Mode};
+/// let dir = tempfile::tempdir().unwrap();
+/// let e = effective("docs-example-ns", Some(dir.path()), Mode::Local);
+/// assert!(e.mode == Mode::Local || e.mode == Mode::Off); // Off if DO_NOT_TRACK is set
+/// ```
+pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
+    let from_file = dir.and_then(read_file);
+    let on_since = match from_file {
+        Some((Mode::On, d)) => d,
+        _ => None,
+    };
+    if do_not_track() {
+        return Effective {
+            mode: Mode::Off,
+            source: Source::DoNotTrack,
+            on_since,
+        };
+    }
+    if let Ok(v) = std::env::var(env_var(namespace))
+        && let Ok(mode) = v.parse::<Mode>()
+    {
+        return Effective {
+            mode,
+            source: Source::Env,
+            on_since,
+        };
+    }
+    match from_file {
+        Some((mode, _)) => Effective {
+            mode,
+            source: Source::File,
+            on_since,
+        },
+        None => Effective {
+            mode: default,
+            source: Source::Default,
+            on_since: None,
+        },
+    }
+}

@@ -1,0 +1,225 @@
+//! Stack counters: a counter per distinct call stack that reached it.
+//!
+//! [`StackCounter::inc`] walks the caller's stack (return addresses only,
+//! no symbols) and looks the addresses up in a per-counter cache. Only a
+//! stack seen for the first time is symbolized, into a name of the form
+//!
+//! ```text
+//! <counter name>
+//! <function>:+<line offset>
+//! <function>:+<line offset>
+//! ...
+//! ```
+//!
+//! one frame per line, innermost first, at most `depth` frames. A frame is
+//! the function's name (demangled, without the hash) and the offset of the
+//! line from the function's first line; where the offset cannot be had (the
+//! function's first line is unknown, or the frame was inlined from another
+//! file) the line number itself is used, written without `+`; with no debug
+//! information at all, the function name alone. Never a file path, never an
+//! argument or any other value.
+//!
+//! ```
+//! use clearcount::stack::StackCounter;
+//! static SLOW_PATH: StackCounter = StackCounter::new("mytool/slow-path", 8);
+//! fn rarely() { SLOW_PATH.inc(); }
+//! rarely();
+//! ```
+
+use crate::registry::{self, DROP, Entry};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+
+/// Deepest stack a stack counter records.
+pub const MAX_DEPTH: usize = 32;
+/// Most distinct stacks one stack counter records; others are dropped.
+pub const MAX_STACKS: usize = 256;
+
+/// A counter that records the caller's stack; meant to be a `static`.
+pub struct StackCounter {
+    name: &'static str,
+    depth: usize,
+    /// Stacks seen before: hash of the return addresses → entry.
+    seen: Mutex<BTreeMap<u64, &'static Entry>>,
+}
+
+impl std::fmt::Debug for StackCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackCounter")
+            .field("name", &self.name)
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+impl StackCounter {
+    /// A stack counter named `name` that records up to `depth` frames
+    /// (at most [`MAX_DEPTH`]).
+    ///
+    /// ```
+    /// static C: clearcount::stack::StackCounter = clearcount::stack::StackCounter::new("a/b", 4);
+    /// ```
+    pub const fn new(name: &'static str, depth: usize) -> StackCounter {
+        StackCounter {
+            name,
+            depth: if depth > MAX_DEPTH { MAX_DEPTH } else { depth },
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The counter's name.
+    ///
+    /// ```
+    /// assert_eq!(clearcount::stack::StackCounter::new("a/b", 4).name(), "a/b");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Adds one to the counter of the caller's stack.
+    ///
+    /// ```
+    /// static C: clearcount::stack::StackCounter = clearcount::stack::StackCounter::new("a/stack", 4);
+    /// C.inc();
+    /// ```
+    #[inline(never)]
+    pub fn inc(&self) {
+        let marker = StackCounter::inc as fn(&StackCounter) as usize;
+        self.inc_below(marker, &[]);
+    }
+
+    /// Adds one to the counter of the stack below the frame of the function
+    /// at address `marker`, leaving out leading frames whose function name
+    /// starts with one of `skip` (used by the panic hook to leave out the
+    /// panic machinery).
+    pub(crate) fn inc_below(&self, marker: usize, skip: &[&str]) {
+        if crate::telemetry::is_off() || self.depth == 0 {
+            return;
+        }
+        // Capture return addresses: the frames below `marker`, plus a few
+        // spare ones in case leading frames are skipped by name.
+        let want = self.depth + if skip.is_empty() { 0 } else { 16 };
+        let mut frames: Vec<backtrace::Frame> = Vec::with_capacity(want);
+        let mut found = false;
+        backtrace::trace(|frame| {
+            if found {
+                frames.push(frame.clone());
+                return frames.len() < want;
+            }
+            if frame.symbol_address() as usize == marker {
+                found = true;
+            }
+            true
+        });
+        if !found {
+            return;
+        }
+        let mut h = FixedState.build_hasher();
+        for f in &frames {
+            h.write_usize(f.ip() as usize);
+        }
+        let key = h.finish();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = seen.get(&key) {
+            let e = *e;
+            drop(seen);
+            e.add(1);
+            return;
+        }
+        if seen.len() >= MAX_STACKS {
+            return;
+        }
+        let entry = self.entry_for(&frames, skip);
+        seen.insert(key, entry);
+        drop(seen);
+        entry.add(1);
+    }
+
+    /// Symbolizes `frames` into a stack counter name and finds its entry.
+    fn entry_for(&self, frames: &[backtrace::Frame], skip: &[&str]) -> &'static Entry {
+        let mut lines: Vec<String> = Vec::new();
+        let mut leading = true;
+        for frame in frames {
+            let mut syms: Vec<String> = Vec::new();
+            backtrace::resolve_frame(frame, |sym| syms.push(format_frame(sym)));
+            if syms.is_empty() {
+                syms.push("?".into());
+            }
+            for s in syms {
+                if leading && skip.iter().any(|p| s.starts_with(p)) {
+                    continue;
+                }
+                leading = false;
+                if lines.len() < self.depth {
+                    lines.push(s);
+                }
+            }
+        }
+        if lines.is_empty() {
+            lines.push("?".into());
+        }
+        let mut name = String::from(self.name);
+        for l in &lines {
+            if name.len() + 1 + l.len() > crate::name::MAX_STACK_NAME {
+                break;
+            }
+            name.push('\n');
+            name.push_str(l);
+        }
+        if crate::name::check_stack(&name).is_err() {
+            return &DROP;
+        }
+        registry::find_or_insert(&name, crate::telemetry::attach_new).unwrap_or(&DROP)
+    }
+}
+
+/// A hasher with fixed keys: stack hashes only need to be stable within the
+/// process.
+struct FixedState;
+
+impl BuildHasher for FixedState {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        std::collections::hash_map::DefaultHasher::new()
+    }
+}
+
+/// Cleans a symbol name into a frame: printable ASCII, no spaces.
+fn clean(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    out.truncate(crate::name::MAX_FRAME - 12);
+    if out.is_empty() {
+        out.push('?');
+    }
+    out
+}
+
+/// `function:+offset`, `function:line` or `function`.
+fn format_frame(sym: &backtrace::Symbol) -> String {
+    let func = sym
+        .name()
+        .map(|n| clean(&format!("{n:#}")))
+        .unwrap_or_else(|| "?".into());
+    let Some(line) = sym.lineno() else {
+        return func;
+    };
+    let mut start: Option<(u32, bool)> = None;
+    if let Some(addr) = sym.addr() {
+        backtrace::resolve(addr, |s| {
+            if start.is_none() {
+                let same_file = s.filename().is_some() && s.filename() == sym.filename();
+                start = s.lineno().map(|l| (l, same_file));
+            }
+        });
+    }
+    match start {
+        Some((first, true)) if first <= line && line - first < 100_000 => {
+            format!("{func}:+{}", line - first)
+        }
+        _ => format!("{func}:{line}"),
+    }
+}

@@ -1,0 +1,222 @@
+//! The one module with `unsafe` code.
+//!
+//! Two small primitives live here, and nothing else:
+//!
+//! * [`SharedMap`]: a shared, writable memory mapping of a counter file that
+//!   is never unmapped. It hands out atomics at checked, aligned offsets, so
+//!   the rest of the crate touches the shared file only through
+//!   `AtomicU64`/`AtomicU32`/`AtomicU8` (sound even when other processes write
+//!   the same bytes at the same time).
+//! * [`AtomicRef`]: an atomic, nullable `&'static T`, the building block of
+//!   the lock-free counter registry and of the switch from one week's file to
+//!   the next.
+//!
+//! Why mappings are never unmapped: a counter caches a reference to its slot
+//! in the file, and the increment path is a single atomic add through it.
+//! Remapping while another thread holds such a reference is the crash Go's
+//! implementation hit on Windows. Here a file is mapped once, with its full
+//! reserved size ([`crate::format::MAX_FILE`]), and the mapping lives until the
+//! process exits; growing the file never moves it. A process maps at most one
+//! file per week, so the address space used stays small.
+//!
+//! The mapping may be larger than the file. Touching a page past the end of
+//! the file raises SIGBUS, so the counter file code only hands out offsets
+//! below the size the file is known to have (see `countfile.rs`).
+
+use std::fs::File;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+/// A shared, writable mapping of a file, `len` bytes long, that lives for the
+/// rest of the process.
+#[derive(Debug)]
+pub(crate) struct SharedMap {
+    base: *mut u8,
+    len: usize,
+    // Keeps the mapping alive; never dropped (the map is leaked).
+    _raw: memmap2::MmapRaw,
+}
+
+// SAFETY: `base` points to a mapping that is never unmapped (the value is
+// leaked) and is only accessed through atomics, so sharing it between threads
+// is sound.
+unsafe impl Send for SharedMap {}
+// SAFETY: as above; every access through `&SharedMap` is atomic.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// Maps `len` bytes of `file`, shared and writable, for the rest of the
+    /// process. `len` may exceed the file's current size.
+    pub(crate) fn map(file: &File, len: usize) -> std::io::Result<&'static SharedMap> {
+        let raw = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+        let base = raw.as_mut_ptr();
+        if (base as usize) % 8 != 0 {
+            return Err(std::io::Error::other("mapping is not 8-byte aligned"));
+        }
+        Ok(Box::leak(Box::new(SharedMap {
+            base,
+            len,
+            _raw: raw,
+        })))
+    }
+
+    fn in_bounds(&self, off: usize, size: usize, align: usize) -> bool {
+        off % align == 0 && off.checked_add(size).is_some_and(|end| end <= self.len)
+    }
+
+    /// The `u64` at `off`, as an atomic; `None` if out of bounds or unaligned.
+    pub(crate) fn u64_at(&'static self, off: usize) -> Option<&'static AtomicU64> {
+        if !self.in_bounds(off, 8, 8) {
+            return None;
+        }
+        // SAFETY: `off + 8 <= len`, so the pointer is inside the mapping, which
+        // is never unmapped; `base` is page aligned and `off` is a multiple of
+        // 8, so the pointer is aligned for AtomicU64. All accesses to the
+        // mapping go through atomics, so there is no non-atomic data race.
+        Some(unsafe { AtomicU64::from_ptr(self.base.add(off).cast::<u64>()) })
+    }
+
+    /// The `u32` at `off`, as an atomic; `None` if out of bounds or unaligned.
+    pub(crate) fn u32_at(&'static self, off: usize) -> Option<&'static AtomicU32> {
+        if !self.in_bounds(off, 4, 4) {
+            return None;
+        }
+        // SAFETY: as in `u64_at`, with 4-byte size and alignment.
+        Some(unsafe { AtomicU32::from_ptr(self.base.add(off).cast::<u32>()) })
+    }
+
+    /// `n` bytes at `off`, as atomics; `None` if out of bounds.
+    pub(crate) fn bytes_at(&'static self, off: usize, n: usize) -> Option<&'static [AtomicU8]> {
+        if !self.in_bounds(off, n, 1) {
+            return None;
+        }
+        // SAFETY: `off + n <= len`, inside a mapping that is never unmapped.
+        // AtomicU8 has the size and alignment of u8, so a run of bytes is a
+        // valid `[AtomicU8]`; every access to the mapping is atomic.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU8>().cast_const(), n)
+        })
+    }
+}
+
+/// An atomic, nullable reference to a `'static` value.
+///
+/// It can only ever hold references that live for the whole program, so a
+/// reference loaded from it is valid forever.
+pub(crate) struct AtomicRef<T: 'static> {
+    ptr: AtomicPtr<T>,
+    _marker: PhantomData<&'static T>,
+}
+
+impl<T: Sync + 'static> AtomicRef<T> {
+    /// An empty reference.
+    pub(crate) const fn new() -> Self {
+        AtomicRef {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            _marker: PhantomData,
+        }
+    }
+
+    /// The current reference, if any (acquire).
+    #[inline(always)]
+    pub(crate) fn load(&self) -> Option<&'static T> {
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: the only values ever stored are null or pointers made from
+        // `&'static T` (see `store` and `set_if_empty`), so a non-null pointer
+        // is valid, aligned and shared-borrowable for 'static.
+        unsafe { p.as_ref() }
+    }
+
+    /// Replaces the reference (release).
+    pub(crate) fn store(&self, value: Option<&'static T>) {
+        let p = value.map_or(ptr::null_mut(), |r| ptr::from_ref(r).cast_mut());
+        self.ptr.store(p, Ordering::Release);
+    }
+
+    /// Sets the reference if it is empty; returns the reference now held.
+    pub(crate) fn set_if_empty(&self, value: &'static T) -> &'static T {
+        let new = ptr::from_ref(value).cast_mut();
+        match self
+            .ptr
+            .compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => value,
+            // SAFETY: a non-null value was stored by `store` or `set_if_empty`
+            // from a `&'static T`.
+            Err(current) => unsafe { &*current },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn mapped(size: usize, reserve: usize) -> (tempfile::NamedTempFile, &'static SharedMap) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![0u8; size]).unwrap();
+        let m = SharedMap::map(f.as_file(), reserve).unwrap();
+        (f, m)
+    }
+
+    #[test]
+    fn accessors_refuse_out_of_bounds_and_unaligned() {
+        let (_f, m) = mapped(4096, 4096);
+        assert!(m.u64_at(4088).is_some());
+        assert!(m.u64_at(4089).is_none());
+        assert!(m.u64_at(4096).is_none());
+        assert!(m.u64_at(usize::MAX - 3).is_none());
+        assert!(m.u64_at(4).is_none());
+        assert!(m.u32_at(4).is_some());
+        assert!(m.u32_at(4094).is_none());
+        assert!(m.bytes_at(4000, 96).is_some());
+        assert!(m.bytes_at(4000, 97).is_none());
+        assert!(m.bytes_at(usize::MAX, 2).is_none());
+    }
+
+    #[test]
+    fn writes_reach_the_file_and_other_mappings() {
+        let (f, m) = mapped(4096, 4096);
+        let other = SharedMap::map(f.as_file(), 4096).unwrap();
+        m.u64_at(8).unwrap().fetch_add(41, Ordering::Relaxed);
+        other.u64_at(8).unwrap().fetch_add(1, Ordering::Relaxed);
+        assert_eq!(m.u64_at(8).unwrap().load(Ordering::Relaxed), 42);
+        for (i, b) in m.bytes_at(100, 3).unwrap().iter().enumerate() {
+            b.store(b'a' + i as u8, Ordering::Relaxed);
+        }
+        let bytes = std::fs::read(f.path()).unwrap();
+        assert_eq!(&bytes[8..16], &42u64.to_le_bytes());
+        assert_eq!(&bytes[100..103], b"abc");
+    }
+
+    #[test]
+    fn hammered_from_threads() {
+        let (_f, m) = mapped(4096, 4096);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        m.u64_at(0).unwrap().fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(m.u64_at(0).unwrap().load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn atomic_ref() {
+        static A: u32 = 1;
+        static B: u32 = 2;
+        let r = AtomicRef::<u32>::new();
+        assert!(r.load().is_none());
+        assert_eq!(*r.set_if_empty(&A), 1);
+        assert_eq!(*r.set_if_empty(&B), 1);
+        r.store(Some(&B));
+        assert_eq!(*r.load().unwrap(), 2);
+        r.store(None);
+        assert!(r.load().is_none());
+    }
+}

@@ -1,0 +1,279 @@
+//! Starting telemetry: the one call a program makes in `main`.
+//!
+//! [`Telemetry::start`] decides the mode, opens this week's counter file,
+//! moves the counts made so far (kept in memory) into it, and starts a small
+//! thread that sleeps until the week ends and then moves every counter to the
+//! next week's file. It never panics and never fails the program: whatever
+//! goes wrong (no home directory, a read-only disk, a corrupt file) leaves
+//! counting in memory or off, and is described in the returned [`Started`].
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # unsafe { std::env::set_var("CLEARCOUNT_DIR", dir.path()) };
+//! use clearcount::{counter, Telemetry};
+//! let started = Telemetry::new("mytool", "mytool", "1.2.0").start();
+//! counter::inc("mytool/command:build");
+//! println!("telemetry is {}", started.mode);
+//! ```
+
+use crate::countfile::CountFile;
+use crate::format::Meta;
+use crate::mode::{self, Mode};
+use crate::registry::{self, Entry};
+use crate::sys::AtomicRef;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+const UNSTARTED: u8 = 0;
+const OFF: u8 = 1;
+const COUNTING: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNSTARTED);
+static CURRENT: AtomicRef<CountFile> = AtomicRef::new();
+static STARTED: OnceLock<Started> = OnceLock::new();
+
+/// True when telemetry was started and is off: counts are dropped.
+#[inline(always)]
+pub(crate) fn is_off() -> bool {
+    STATE.load(Ordering::Relaxed) == OFF
+}
+
+/// Attaches a newly registered entry to wherever counts go now. Called with
+/// the registry lock held.
+pub(crate) fn attach_new(e: &'static Entry) {
+    match STATE.load(Ordering::Acquire) {
+        OFF => e.attach(None),
+        COUNTING => match CURRENT.load().and_then(|f| f.cell(e.name)) {
+            Some(c) => e.attach(Some(c)),
+            None => e.attach_pending(),
+        },
+        _ => e.attach_pending(),
+    }
+}
+
+/// How a program sets up telemetry: its namespace, program name, version,
+/// and choices such as the default mode.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    pub(crate) namespace: String,
+    pub(crate) program: String,
+    pub(crate) version: String,
+    pub(crate) default_mode: Mode,
+    #[cfg(feature = "upload")]
+    pub(crate) upload: Option<crate::upload::UploadSettings>,
+}
+
+/// What [`Telemetry::start`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The mode in force.
+    pub mode: Mode,
+    /// The telemetry directory, if one could be determined.
+    pub dir: Option<PathBuf>,
+    /// This week's counter file, if counting goes to a file.
+    pub file: Option<PathBuf>,
+    /// What went wrong, in plain words, if anything did. Counting then stays
+    /// in memory (or off), and the program goes on.
+    pub problem: Option<String>,
+}
+
+impl Telemetry {
+    /// Telemetry for `program` at `version`, in `namespace` (the toolchain's
+    /// name, which picks the directory and the `<NAMESPACE>_TELEMETRY`
+    /// variable).
+    ///
+    /// ```
+    /// let t = clearcount::Telemetry::new("mytool", "mytool-fmt", "0.3.1");
+    /// # let _ = t;
+    /// ```
+    pub fn new(namespace: &str, program: &str, version: &str) -> Telemetry {
+        Telemetry {
+            namespace: namespace.to_string(),
+            program: program.to_string(),
+            version: version.to_string(),
+            default_mode: Mode::Local,
+            #[cfg(feature = "upload")]
+            upload: None,
+        }
+    }
+
+    /// The mode used when the user has chosen none (no mode file, no
+    /// environment variable). `local` unless set.
+    ///
+    /// ```
+    /// use clearcount::{Telemetry, mode::Mode};
+    /// let t = Telemetry::new("mytool", "mytool", "1.0").default_mode(Mode::Off);
+    /// # let _ = t;
+    /// ```
+    pub fn default_mode(mut self, mode: Mode) -> Telemetry {
+        self.default_mode = mode;
+        self
+    }
+
+    /// The namespace.
+    ///
+    /// ```
+    /// assert_eq!(clearcount::Telemetry::new("ns", "p", "1").namespace(), "ns");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Starts telemetry for this process. Only the first call does anything;
+    /// later calls return what the first one did.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # unsafe { std::env::set_var("CLEARCOUNT_DIR", dir.path()) };
+    /// let s = clearcount::Telemetry::new("mytool", "mytool", "1.0").start();
+    /// assert!(s.problem.is_none());
+    /// ```
+    pub fn start(self) -> Started {
+        STARTED.get_or_init(|| self.start_once()).clone()
+    }
+
+    fn start_once(&self) -> Started {
+        let mut started = Started {
+            mode: Mode::Off,
+            dir: None,
+            file: None,
+            problem: None,
+        };
+        if let Err(e) = crate::dirs::check_namespace(&self.namespace) {
+            started.problem = Some(e);
+            turn_off();
+            return started;
+        }
+        let dir = crate::dirs::telemetry_dir(&self.namespace);
+        started.dir = dir.clone();
+        let eff = mode::effective(&self.namespace, dir.as_deref(), self.default_mode);
+        started.mode = eff.mode;
+        if eff.mode == Mode::Off {
+            turn_off();
+            return started;
+        }
+        let Some(dir) = dir else {
+            started.problem = Some("no home directory: counts are kept in memory only".into());
+            return started;
+        };
+        match open_week(&dir, self) {
+            Ok((file, weekday)) => {
+                started.file = Some(file.path.clone());
+                switch_to(file);
+                let ctx = RotateCtx {
+                    dir: dir.clone(),
+                    program: self.program.clone(),
+                    version: self.version.clone(),
+                    weekday,
+                };
+                let _ = std::thread::Builder::new()
+                    .name("clearcount-week".into())
+                    .spawn(move || rotate_forever(ctx));
+            }
+            Err(e) => {
+                started.problem = Some(format!(
+                    "cannot use {}: {e}; counts are kept in memory only",
+                    dir.display()
+                ));
+            }
+        }
+        #[cfg(feature = "upload")]
+        crate::upload::on_start(self, &started);
+        started
+    }
+}
+
+/// What the process started with, if telemetry was started.
+///
+/// ```
+/// let _ = clearcount::telemetry::started();
+/// ```
+pub fn started() -> Option<&'static Started> {
+    STARTED.get()
+}
+
+/// The counter file counts go to now, if any.
+///
+/// ```
+/// let _ = clearcount::telemetry::current_file();
+/// ```
+pub fn current_file() -> Option<PathBuf> {
+    CURRENT.load().map(|f| f.path.clone())
+}
+
+fn turn_off() {
+    let _g = registry::lock();
+    STATE.store(OFF, Ordering::Release);
+    for e in registry::entries() {
+        e.attach(None);
+    }
+}
+
+fn open_week(dir: &Path, t: &Telemetry) -> std::io::Result<(&'static CountFile, chrono::Weekday)> {
+    let weekday = crate::week::load_or_create_start(dir)?;
+    let begin = crate::week::week_begin(crate::clock::today(), weekday);
+    let meta = Meta::new(
+        &t.program,
+        &t.version,
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        begin,
+    );
+    let file = CountFile::open(dir, &meta)?;
+    Ok((Box::leak(Box::new(file)), weekday))
+}
+
+/// Makes `file` the place counts go, for every counter.
+fn switch_to(file: &'static CountFile) {
+    let _g = registry::lock();
+    CURRENT.store(Some(file));
+    STATE.store(COUNTING, Ordering::Release);
+    for e in registry::entries() {
+        match file.cell(e.name) {
+            Some(c) => e.attach(Some(c)),
+            None => e.attach_pending(),
+        }
+    }
+}
+
+struct RotateCtx {
+    dir: PathBuf,
+    program: String,
+    version: String,
+    weekday: chrono::Weekday,
+}
+
+/// Sleeps until the current week ends, then moves to the next week's file;
+/// forever. The thread holds no lock while sleeping and never delays exit.
+fn rotate_forever(ctx: RotateCtx) {
+    loop {
+        let Some(cur) = CURRENT.load() else { return };
+        let end = cur
+            .meta
+            .week_end
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or_else(crate::clock::now);
+        let now = crate::clock::now();
+        if now < end {
+            let wait = (end - now).to_std().unwrap_or(Duration::ZERO);
+            // Wake at least hourly, in case the machine slept.
+            std::thread::sleep(wait.min(Duration::from_secs(3600)) + Duration::from_millis(5));
+            continue;
+        }
+        let begin = crate::week::week_begin(crate::clock::today(), ctx.weekday);
+        let meta = Meta::new(
+            &ctx.program,
+            &ctx.version,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            begin,
+        );
+        match CountFile::open(&ctx.dir, &meta) {
+            Ok(f) => switch_to(Box::leak(Box::new(f))),
+            Err(_) => std::thread::sleep(Duration::from_secs(60)),
+        }
+    }
+}
