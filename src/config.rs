@@ -318,7 +318,7 @@ pub struct ProgramConfig {
 ///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\
 ///      [[program.counter]]\nname = \"t/s\"\nrate = 0.5\ndepth = 4\n", "c.toml").unwrap();
 /// let c = &cfg.programs[0].counters[0];
-/// assert_eq!((c.name.as_str(), c.rate, c.depth, c.line), ("t/s", 0.5, Some(4), 7));
+/// assert_eq!((c.name.as_str(), c.rate, c.depth, c.line), ("t/s", 0.5, Some(4), 6));
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CounterConfig {
@@ -736,7 +736,7 @@ impl DeclaredProgram {
     /// let err = clearcount::config::DeclaredProgram::parse(
     ///     "program = \"t\"\n[[counter]]\nname = \"t/a\"\nkind = \"plain\"\ndescription = \"\"\nquestion = \"?\"\n",
     ///     "t.toml").unwrap_err();
-    /// assert_eq!(err.to_string(), "t.toml:6: counter \"t/a\": description is empty");
+    /// assert_eq!(err.to_string(), "t.toml:5: counter \"t/a\": description is empty");
     /// ```
     pub fn parse(text: &str, source: &str) -> Result<DeclaredProgram, ConfigError> {
         let raw: RawDeclared = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
