@@ -893,9 +893,13 @@ impl DeclaredCounters {
                 Ok(p) => {
                     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
                     if stem != p.program {
+                        let line = text
+                            .lines()
+                            .position(|l| l.trim_start().starts_with("program"))
+                            .map_or(1, |i| i + 1);
                         errors.push(ConfigError::new(
                             &source,
-                            1,
+                            line,
                             format!(
                                 "file declares program {:?}, so it must be named {}.toml",
                                 p.program, p.program
