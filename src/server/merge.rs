@@ -1,0 +1,220 @@
+//! The public archive: every week's kept reports merged into one
+//! newline-delimited JSON file, `archive/<week>.ndjson`.
+//!
+//! The merge streams: it lists one shard of keys at a time
+//! (`reports/<week>/<h2>/`, 1/256 of the week), reads one report at a time,
+//! and appends it to a temporary file that then replaces the old archive
+//! atomically. Reports are written in key order and as stored (canonical
+//! bytes), so merging twice gives the same bytes, and two merges running at
+//! once each produce the whole file: the last rename wins, nothing is torn.
+//! The `week` of an archive is the reports' `week` field.
+
+use super::store::{self, Store};
+use crate::report::Report;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a merge did.
+///
+/// ```
+/// let s = clearcount::server::merge::MergeStats::default();
+/// assert_eq!((s.weeks, s.reports, s.skipped), (0, 0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Archive files written.
+    pub weeks: usize,
+    /// Reports written into them.
+    pub reports: u64,
+    /// Stored objects skipped because they were not valid reports.
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for MergeStats {
+    fn add_assign(&mut self, o: MergeStats) {
+        self.weeks += o.weeks;
+        self.reports += o.reports;
+        self.skipped += o.skipped;
+    }
+}
+
+static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn is_week(s: &str) -> bool {
+    s.len() == 10
+        && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .is_ok_and(|d| d.format("%Y-%m-%d").to_string() == s)
+}
+
+/// The weeks that have stored reports, sorted.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// for week in clearcount::server::merge::report_weeks(&*store).await? { println!("{week}"); }
+/// # Ok(()) }
+/// ```
+pub async fn report_weeks(store: &dyn Store) -> io::Result<Vec<String>> {
+    let listing = store.list("reports/").await?;
+    Ok(listing
+        .dirs
+        .iter()
+        .filter_map(|d| {
+            d.strip_prefix("reports/")
+                .and_then(|d| d.strip_suffix('/'))
+                .filter(|w| is_week(w))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+/// Rebuilds `archive/<week>.ndjson` from `reports/<week>/`. Streams: memory
+/// does not depend on the number of reports.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// let stats = clearcount::server::merge::merge_week(store, "2026-11-16".into()).await?;
+/// println!("{} reports", stats.reports);
+/// # Ok(()) }
+/// ```
+pub async fn merge_week(store: Arc<dyn Store>, week: String) -> io::Result<MergeStats> {
+    if !is_week(&week) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{week:?} is not a week (YYYY-MM-DD)"),
+        ));
+    }
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || merge_week_blocking(&handle, &*store, &week))
+        .await
+        .map_err(|e| io::Error::other(format!("merge task failed: {e}")))?
+}
+
+fn merge_week_blocking(
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    week: &str,
+) -> io::Result<MergeStats> {
+    let scratch = store.scratch_dir();
+    std::fs::create_dir_all(&scratch)?;
+    let tmp = scratch.join(format!(
+        "merge-{}-{}-{week}",
+        std::process::id(),
+        SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut out = io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&tmp)?);
+        let mut stats = MergeStats {
+            weeks: 1,
+            ..MergeStats::default()
+        };
+        let week_prefix = format!("reports/{week}/");
+        let shards = rt.block_on(store.list(&week_prefix))?;
+        for shard in &shards.dirs {
+            let listing = rt.block_on(store.list(shard))?;
+            for obj in &listing.objects {
+                if !obj.key.ends_with(".json") {
+                    continue;
+                }
+                let Some(bytes) = rt.block_on(store.get(&obj.key))? else {
+                    continue; // deleted meanwhile
+                };
+                match Report::from_slice(&bytes) {
+                    Ok(r) if r.week == week => {
+                        out.write_all(&bytes)?;
+                        out.write_all(b"\n")?;
+                        stats.reports += 1;
+                    }
+                    _ => stats.skipped += 1,
+                }
+            }
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        rt.block_on(store.put_file(&store::archive_key(week), &tmp))?;
+        Ok(stats)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Rebuilds the archive of the given weeks.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// clearcount::server::merge::merge_weeks(store, vec!["2026-11-16".into()]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn merge_weeks(store: Arc<dyn Store>, weeks: Vec<String>) -> io::Result<MergeStats> {
+    let mut total = MergeStats::default();
+    for w in weeks {
+        total += merge_week(store.clone(), w).await?;
+    }
+    Ok(total)
+}
+
+/// Rebuilds the archive of every week that has reports.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// let s = clearcount::server::merge::merge_all(store).await?;
+/// println!("{} weeks, {} reports", s.weeks, s.reports);
+/// # Ok(()) }
+/// ```
+pub async fn merge_all(store: Arc<dyn Store>) -> io::Result<MergeStats> {
+    let weeks = report_weeks(&*store).await?;
+    merge_weeks(store, weeks).await
+}
+
+/// Rebuilds the weeks that can still receive reports at `now` (those not
+/// older than [`super::MAX_AGE_DAYS`]), and any week without an archive.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// clearcount::server::merge::merge_open_weeks(store, clearcount::server::now()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn merge_open_weeks(
+    store: Arc<dyn Store>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> io::Result<MergeStats> {
+    let today = now.date_naive();
+    let archived: std::collections::BTreeSet<String> = store
+        .list("archive/")
+        .await?
+        .objects
+        .into_iter()
+        .map(|o| o.name().to_owned())
+        .collect();
+    let weeks = report_weeks(&*store)
+        .await?
+        .into_iter()
+        .filter(|w| {
+            let open = chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d")
+                .is_ok_and(|d| (today - d).num_days() <= super::MAX_AGE_DAYS + 7);
+            open || !archived.contains(&format!("{w}.ndjson"))
+        })
+        .collect();
+    merge_weeks(store, weeks).await
+}
+
+/// `clearcount merge --data DIR`: rebuilds every week's archive, in its own
+/// runtime. Returns the totals.
+///
+/// ```no_run
+/// let s = clearcount::server::merge::merge_blocking("./clearcount-data").unwrap();
+/// println!("{} reports in {} weeks", s.reports, s.weeks);
+/// ```
+pub fn merge_blocking(data: &str) -> Result<MergeStats, String> {
+    let store =
+        store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
+    let rt = super::runtime()?;
+    rt.block_on(merge_all(store))
+        .map_err(|e| format!("merge failed: {e}"))
+}
