@@ -1,3 +1,4 @@
 //! cli (in progress)
 
 pub mod config_cmd;
+pub mod serve_cmd;
