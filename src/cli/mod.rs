@@ -1,4 +1,118 @@
-//! cli (in progress)
+//! The `clearcount` command line: one front end over the library, for
+//! people and scripts.
+//!
+//! Each subcommand lives in its own file; this module only parses the
+//! command line and dispatches. Errors are one line on stderr and a non-zero
+//! exit status, never a panic.
+//!
+//! ```no_run
+//! std::process::exit(clearcount::cli::main_with_args(["clearcount", "--namespace", "mytool", "status"]));
+//! ```
+
+use clap::{Parser, Subcommand};
 
 pub mod config_cmd;
 pub mod serve_cmd;
+pub mod status_cmd;
+
+/// The `clearcount` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clearcount",
+    version,
+    about = "Transparent, counter-based telemetry: see what is counted, what is sent, and switch it off"
+)]
+pub struct Cli {
+    /// The toolchain's telemetry namespace (e.g. `mytool`).
+    #[arg(long, global = true, env = "CLEARCOUNT_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the mode, this week's counter files and their counts.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a counter file's metadata and every counter.
+    Dump {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Counter files (`*.count`).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Count and upload weekly reports (from the next week on).
+    On,
+    /// Count nothing, write nothing, send nothing.
+    Off,
+    /// Count on this machine only; never upload.
+    Local,
+    /// Check, sign and verify the collection config.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+/// The namespace, or an error saying it is needed.
+pub(crate) fn need_namespace(ns: &Option<String>) -> Result<String, String> {
+    let ns = ns
+        .clone()
+        .ok_or("this command needs --namespace NS (or CLEARCOUNT_NAMESPACE)")?;
+    crate::dirs::check_namespace(&ns)?;
+    Ok(ns)
+}
+
+/// Runs a parsed command line.
+///
+/// ```no_run
+/// use clap::Parser;
+/// let cli = clearcount::cli::Cli::parse_from(["clearcount", "--namespace", "t", "status"]);
+/// clearcount::cli::run(cli).unwrap();
+/// ```
+pub fn run(cli: Cli) -> Result<(), String> {
+    let ns = cli.namespace;
+    match cli.command {
+        Command::Status { json } => status_cmd::status(&need_namespace(&ns)?, json),
+        Command::Dump { json, files } => status_cmd::dump(&files, json),
+        Command::On => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::On),
+        Command::Off => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Off),
+        Command::Local => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Local),
+        Command::Config(c) => config_cmd::run(c),
+    }
+}
+
+/// Parses `args`, runs, prints any error as one line, and returns the exit
+/// status (0 on success).
+///
+/// ```no_run
+/// let code = clearcount::cli::main_with_args(["clearcount", "dump", "/no/such.count"]);
+/// assert_ne!(code, 0);
+/// ```
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("clearcount: {e}");
+            1
+        }
+    }
+}
