@@ -99,7 +99,7 @@ fn config_check_command() {
     // an undeclared counter and a wrong depth are both reported
     let dir = tmp("check");
     let (_, text, _) = published();
-    let bad = text.replace("depth = 8", "depth = 9")
+    let bad = text.replacen("depth = 8", "depth = 9", 1)
         + "\n[[program.counter]]\nname = \"instrumented/secret\"\nrate = 0.1\n";
     std::fs::write(dir.join("config.toml"), bad).unwrap();
     let err = run(ConfigCommand::Check {
