@@ -29,6 +29,7 @@
 use crate::registry::{self, DROP, Entry};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Deepest stack a stack counter records.
@@ -140,21 +141,57 @@ impl StackCounter {
     fn entry_for(&self, frames: &[backtrace::Frame], skip: &[&str]) -> &'static Entry {
         let mut lines: Vec<String> = Vec::new();
         let mut leading = true;
-        for frame in frames {
-            let mut syms: Vec<String> = Vec::new();
-            backtrace::resolve_frame(frame, |sym| syms.push(format_frame(sym)));
+        'frames: for frame in frames {
+            // The physical function's first line: resolve its start address
+            // and take the outermost symbol there.
+            let mut start: Option<(u32, Option<PathBuf>)> = None;
+            // `resolve` looks up the address minus one (it expects return
+            // addresses), so add one to land on the first instruction.
+            let first = (frame.symbol_address() as usize).wrapping_add(1);
+            backtrace::resolve(first as *mut std::ffi::c_void, |s| {
+                start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
+            });
+            let mut syms: Vec<(String, Option<u32>, Option<PathBuf>)> = Vec::new();
+            backtrace::resolve_frame(frame, |sym| {
+                let func = sym
+                    .name()
+                    .map(|n| clean(&format!("{n:#}")))
+                    .unwrap_or_else(|| "?".into());
+                syms.push((func, sym.lineno(), sym.filename().map(PathBuf::from)));
+            });
             if syms.is_empty() {
-                syms.push("?".into());
+                syms.push(("?".into(), None, None));
             }
-            for s in syms {
-                if leading && skip.iter().any(|p| s.starts_with(p)) {
+            let last = syms.len() - 1;
+            for (i, (func, line, file)) in syms.into_iter().enumerate() {
+                if is_runtime(&func) {
+                    break 'frames;
+                }
+                if leading && skip.iter().any(|p| func.starts_with(p)) {
                     continue;
                 }
                 leading = false;
+                // Inlined frames (all but the last) have no first line of
+                // their own here: they keep the line number.
+                let start = if i == last { start.clone() } else { None };
+                let text = match (line, start) {
+                    (Some(l), Some((first, f))) if f == file && first <= l => {
+                        format!("{func}:+{}", l - first)
+                    }
+                    (Some(l), _) => format!("{func}:{l}"),
+                    (None, _) => func,
+                };
                 if lines.len() < self.depth {
-                    lines.push(s);
+                    lines.push(text);
                 }
             }
+        }
+        // The frames that call `main` are the same for every program.
+        while lines
+            .last()
+            .is_some_and(|l| l.starts_with("core::ops::function::"))
+        {
+            lines.pop();
         }
         if lines.is_empty() {
             lines.push("?".into());
@@ -172,6 +209,13 @@ impl StackCounter {
         }
         registry::find_or_insert(&name, crate::telemetry::attach_new).unwrap_or(&DROP)
     }
+}
+
+/// The Rust runtime's frames below `main`: a stack ends there.
+fn is_runtime(func: &str) -> bool {
+    func.starts_with("std::rt::")
+        || func.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+        || func.starts_with("std::sys_common::backtrace::__rust_begin_short_backtrace")
 }
 
 /// A hasher with fixed keys: stack hashes only need to be stable within the
@@ -196,30 +240,4 @@ fn clean(s: &str) -> String {
         out.push('?');
     }
     out
-}
-
-/// `function:+offset`, `function:line` or `function`.
-fn format_frame(sym: &backtrace::Symbol) -> String {
-    let func = sym
-        .name()
-        .map(|n| clean(&format!("{n:#}")))
-        .unwrap_or_else(|| "?".into());
-    let Some(line) = sym.lineno() else {
-        return func;
-    };
-    let mut start: Option<(u32, bool)> = None;
-    if let Some(addr) = sym.addr() {
-        backtrace::resolve(addr, |s| {
-            if start.is_none() {
-                let same_file = s.filename().is_some() && s.filename() == sym.filename();
-                start = s.lineno().map(|l| (l, same_file));
-            }
-        });
-    }
-    match start {
-        Some((first, true)) if first <= line && line - first < 100_000 => {
-            format!("{func}:+{}", line - first)
-        }
-        _ => format!("{func}:{line}"),
-    }
 }

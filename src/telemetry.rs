@@ -212,6 +212,7 @@ fn turn_off() {
 }
 
 fn open_week(dir: &Path, t: &Telemetry) -> std::io::Result<(&'static CountFile, chrono::Weekday)> {
+    std::fs::create_dir_all(dir)?;
     let weekday = crate::week::load_or_create_start(dir)?;
     let begin = crate::week::week_begin(crate::clock::today(), weekday);
     let meta = Meta::new(
