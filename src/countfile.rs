@@ -244,6 +244,10 @@ impl CountFile {
                 .compare_exchange(a as u64, end as u64, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                // Space past the allocation pointer should be zero, but a
+                // hostile writer may have filled it: set every field.
+                self.map.u64_at(a)?.store(0, Ordering::Relaxed);
+                self.map.u32_at(a + 8)?.store(0, Ordering::Relaxed);
                 self.map
                     .u32_at(a + 12)?
                     .store(name.len() as u32, Ordering::Relaxed);

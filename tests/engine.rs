@@ -1,0 +1,408 @@
+//! The counter engine under real processes: many writers on one file,
+//! SIGKILL in the middle of counting, hostile files, week rotation, and the
+//! off switches.
+//!
+//! Processes are the example tool (`examples/instrumented.rs`) and this test
+//! binary itself re-run as a child (`child_*` functions, active only when
+//! `ENGINE_CHILD` is set).
+
+use clearcount::format;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example() -> PathBuf {
+    // Examples are built next to the test binaries' parent directory.
+    let mut p = std::env::current_exe().unwrap();
+    p.pop();
+    if p.ends_with("deps") {
+        p.pop();
+    }
+    let exe = p.join("examples").join("instrumented");
+    if !exe.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "instrumented"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    exe
+}
+
+fn tool(dir: &Path) -> Command {
+    let mut c = Command::new(example());
+    c.env("CLEARCOUNT_DIR", dir)
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("EXAMPLE_TELEMETRY")
+        .env_remove("CLEARCOUNT_NOW");
+    c
+}
+
+/// All counter files under `dir`, parsed (panics on a corrupt one).
+fn counts(dir: &Path) -> Vec<(PathBuf, format::Parsed)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir.join("example").join("counts")) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        let parsed = format::parse(&std::fs::read(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        out.push((p, parsed));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn merged(dir: &Path) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (_, p) in counts(dir) {
+        for (k, v) in p.counters {
+            *m.entry(k).or_default() += v;
+        }
+    }
+    m
+}
+
+#[test]
+fn many_processes_same_file_exact_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    // All start at once on an empty directory, so they race to create the
+    // directory, the week-start file and the counter file.
+    let mut children = Vec::new();
+    for i in 0..12 {
+        let name = if i % 2 == 0 { "shared/hot".to_string() } else { format!("own/p{i}") };
+        children.push(
+            tool(dir.path())
+                .args(["inc", &name, "20000"])
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let files = counts(dir.path());
+    assert_eq!(files.len(), 1, "one file for one program build and week");
+    let m = merged(dir.path());
+    assert_eq!(m["shared/hot"], 6 * 20000);
+    for i in (1..12).step_by(2) {
+        assert_eq!(m[&format!("own/p{i}")], 20000);
+    }
+    assert_eq!(m["instrumented/command:inc"], 12);
+}
+
+#[test]
+fn sigkill_mid_counting_leaves_a_parsable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Warm: create the file first so the kill lands in the counting loop.
+    assert!(tool(dir.path()).args(["inc", "warm"]).status().unwrap().success());
+    let asked: u64 = 2_000_000_000;
+    for round in 0..3 {
+        let mut child = tool(dir.path())
+            .args(["inc", &format!("killed/r{round}"), &asked.to_string()])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + 100 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let m = merged(dir.path());
+        let got = m.get(&format!("killed/r{round}")).copied().unwrap_or(0);
+        assert!(got <= asked, "count {got} larger than what was done");
+        assert!(got > 0, "nothing was counted before the kill");
+    }
+    // The file is still usable by a new process.
+    assert!(tool(dir.path()).args(["inc", "after", "3"]).status().unwrap().success());
+    assert_eq!(merged(dir.path())["after"], 3);
+}
+
+fn child_env() -> Option<String> {
+    std::env::var("ENGINE_CHILD").ok()
+}
+
+/// Child: creates many distinct counters (so the file grows) until killed.
+#[test]
+fn child_grower() {
+    if child_env().as_deref() != Some("grower") {
+        return;
+    }
+    clearcount::Telemetry::new("example", "instrumented", "9.9.9").start();
+    for i in 0.. {
+        clearcount::counter::inc(&format!("grow/n{i}"));
+        clearcount::counter::inc("grow/total");
+    }
+}
+
+fn run_child(name: &str, dir: &Path, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([&format!("child_{name}"), "--exact", "--nocapture", "--test-threads=1"])
+        .env("ENGINE_CHILD", name)
+        .env("CLEARCOUNT_DIR", dir)
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("EXAMPLE_TELEMETRY")
+        .stdout(Stdio::null());
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+#[test]
+fn sigkill_while_the_file_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..4 {
+        let mut child = run_child("grower", dir.path(), &[]);
+        std::thread::sleep(Duration::from_millis(200 + 70 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let files = counts(dir.path());
+        assert_eq!(files.len(), 1);
+        let c = &files[0].1.counters;
+        assert!(c.get("grow/total").copied().unwrap_or(0) > 0);
+        // Each process counts each name once: no count can exceed the
+        // number of processes that ran.
+        for (k, v) in c.iter().filter(|(k, _)| k.starts_with("grow/n")) {
+            assert!(*v <= round + 1, "{k} = {v} after {} processes", round + 1);
+        }
+    }
+    let len = std::fs::metadata(&counts(dir.path())[0].0).unwrap().len();
+    assert!(len > format::CHUNK as u64, "the file grew ({len} bytes)");
+}
+
+/// Child: counts across a week boundary with a clock that starts 1.5 s
+/// before it.
+#[test]
+fn child_long_runner() {
+    if child_env().as_deref() != Some("long") {
+        return;
+    }
+    static TICK: clearcount::Counter = clearcount::Counter::new("long/tick");
+    clearcount::Telemetry::new("example", "instrumented", "1.0.0").start();
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < Duration::from_millis(3000) {
+        TICK.inc();
+        n += 1;
+        if n % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    println!("{n}");
+    eprintln!("TICKS={n}");
+}
+
+#[test]
+fn long_running_process_moves_to_next_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("example");
+    std::fs::create_dir_all(&ns).unwrap();
+    std::fs::write(ns.join("week-start"), "Mon\n").unwrap();
+    // 2026-11-23 is a Monday.
+    let child = {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["child_long_runner", "--exact", "--nocapture", "--test-threads=1"])
+            .env("ENGINE_CHILD", "long")
+            .env("CLEARCOUNT_DIR", dir.path())
+            .env("CLEARCOUNT_NOW", "2026-11-22T23:59:58.500Z")
+            .env_remove("DO_NOT_TRACK")
+            .env_remove("EXAMPLE_TELEMETRY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ticks: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("TICKS="))
+        .expect("child reports its ticks")
+        .trim()
+        .parse()
+        .unwrap();
+    let files = counts(dir.path());
+    let weeks: Vec<String> = files.iter().map(|(_, p)| p.meta.week_begin.to_string()).collect();
+    assert_eq!(weeks, ["2026-11-16", "2026-11-23"], "{files:?}");
+    let before = files[0].1.counters["long/tick"];
+    let after = files[1].1.counters["long/tick"];
+    assert!(before > 0 && after > 0, "{before} {after}");
+    assert_eq!(before + after, ticks, "no count lost or doubled at the switch");
+}
+
+#[test]
+fn new_process_in_a_new_week_uses_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("example");
+    std::fs::create_dir_all(&ns).unwrap();
+    std::fs::write(ns.join("week-start"), "Thu\n").unwrap();
+    for (now, times) in [
+        ("2026-11-18T12:00:00Z", "1"), // Wed: week of Thu 11-12
+        ("2026-11-19T00:00:01Z", "2"), // Thu: new week
+        ("2026-11-25T23:59:59Z", "4"), // Wed: same week as 11-19
+    ] {
+        let ok = tool(dir.path())
+            .env("CLEARCOUNT_NOW", now)
+            .args(["inc", "w/x", times])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let files = counts(dir.path());
+    let got: Vec<(String, u64)> = files
+        .iter()
+        .map(|(_, p)| (p.meta.week_begin.to_string(), p.counters["w/x"]))
+        .collect();
+    assert_eq!(got, [("2026-11-12".to_string(), 1), ("2026-11-19".to_string(), 6)]);
+}
+
+#[test]
+fn off_writes_nothing() {
+    for (var, val) in [
+        ("EXAMPLE_TELEMETRY", "off"),
+        ("DO_NOT_TRACK", "1"),
+        ("DO_NOT_TRACK", "true"),
+    ] {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("tele");
+        let ok = tool(&dir)
+            .env(var, val)
+            .args(["inc", "x", "10"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let ok = tool(&dir).env(var, val).args(["stack", "x"]).status().unwrap();
+        assert!(ok.success());
+        assert!(!dir.exists(), "{var}={val} created {}", dir.display());
+    }
+}
+
+#[test]
+fn env_var_beats_mode_file_and_do_not_track_beats_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("example");
+    std::fs::create_dir_all(&ns).unwrap();
+    std::fs::write(ns.join("mode"), "off 2026-11-01\n").unwrap();
+    tool(dir.path()).args(["inc", "m/a"]).status().unwrap();
+    assert!(counts(dir.path()).is_empty(), "mode file off is obeyed");
+    tool(dir.path())
+        .env("EXAMPLE_TELEMETRY", "local")
+        .args(["inc", "m/a"])
+        .status()
+        .unwrap();
+    assert_eq!(merged(dir.path())["m/a"], 1, "env var overrides the file");
+    tool(dir.path())
+        .env("EXAMPLE_TELEMETRY", "on")
+        .env("DO_NOT_TRACK", "1")
+        .args(["inc", "m/a"])
+        .status()
+        .unwrap();
+    assert_eq!(merged(dir.path())["m/a"], 1, "DO_NOT_TRACK wins");
+}
+
+#[test]
+fn unusable_directory_does_not_hurt_the_host() {
+    let base = tempfile::tempdir().unwrap();
+    let file = base.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    // The telemetry directory would be inside a regular file.
+    let out = tool(&file.join("sub")).args(["inc", "x", "5"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"");
+}
+
+fn week_file(dir: &Path) -> PathBuf {
+    let files = counts(dir);
+    assert_eq!(files.len(), 1);
+    files[0].0.clone()
+}
+
+#[test]
+fn hostile_files_are_set_aside_and_counting_goes_on() {
+    let damages: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(100))),
+        ("empty", Box::new(|b: &mut Vec<u8>| b.clear())),
+        ("garbage", Box::new(|b: &mut Vec<u8>| {
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = (i * 7 + 3) as u8;
+            }
+        })),
+        ("future-version", Box::new(|b: &mut Vec<u8>| b[8] = 9)),
+        ("huge-alloc", Box::new(|b: &mut Vec<u8>| b[40..48].copy_from_slice(&u64::MAX.to_le_bytes()))),
+        ("chain-loop", Box::new(|b: &mut Vec<u8>| {
+            // Point every table slot at the first record, whose next points to itself.
+            let first = format::DATA_OFF as u32;
+            for s in 0..format::SLOTS {
+                let o = format::TABLE_OFF + 4 * s;
+                b[o..o + 4].copy_from_slice(&first.to_le_bytes());
+            }
+            let n = format::DATA_OFF + 8;
+            b[n..n + 4].copy_from_slice(&first.to_le_bytes());
+        })),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(tool(dir.path()).args(["inc", "h/a", "2"]).status().unwrap().success());
+        let path = week_file(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = tool(dir.path()).args(["inc", "h/b", "3"]).output().unwrap();
+        assert!(out.status.success(), "{what}: {out:?}");
+        let m = merged(dir.path());
+        assert_eq!(m.get("h/b"), Some(&3), "{what}: counting goes on in a fresh file");
+        assert_eq!(m.get("h/a"), None, "{what}: the damaged file's counts are not trusted");
+        let aside = std::fs::read_dir(dir.path().join("example").join("corrupt"))
+            .map(|r| r.count())
+            .unwrap_or(0);
+        assert_eq!(aside, 1, "{what}: the damaged file is set aside");
+    }
+}
+
+#[test]
+fn garbage_past_the_allocation_pointer_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(tool(dir.path()).args(["inc", "h/a", "2"]).status().unwrap().success());
+    let path = week_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let alloc = u64::from_le_bytes(bytes[40..48].try_into().unwrap()) as usize;
+    for b in &mut bytes[alloc..] {
+        *b = 0xff;
+    }
+    bytes.extend(std::iter::repeat_n(0xff, 70_000));
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(tool(dir.path()).args(["inc", "h/b", "3"]).status().unwrap().success());
+    let m = merged(dir.path());
+    assert_eq!((m["h/a"], m["h/b"]), (2, 3));
+}
+
+#[test]
+fn invalid_names_are_refused_without_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["has space", "", "a//b", "x:y:z", &"n".repeat(200)] {
+        let out = tool(dir.path()).args(["inc", bad, "2"]).output().unwrap();
+        assert!(out.status.success(), "{bad:?}");
+    }
+    let m = merged(dir.path());
+    assert_eq!(m.len(), 1, "only the tool's own command counter: {m:?}");
+}
+
+#[test]
+fn stack_counter_records_function_names_and_line_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        assert!(tool(dir.path()).args(["stack", "x"]).status().unwrap().success());
+    }
+    let files = counts(dir.path());
+    let stacks = &files[0].1.stacks;
+    assert_eq!(stacks.len(), 1, "{stacks:?}");
+    let (name, n) = stacks.iter().next().unwrap();
+    assert_eq!(*n, 3);
+    let lines: Vec<&str> = name.lines().collect();
+    assert_eq!(lines[0], "instrumented/stack");
+    assert!(lines[1].starts_with("instrumented::nested_inner:+"), "{name}");
+    assert!(lines[2].starts_with("instrumented::nested_outer:+"), "{name}");
+    assert!(lines.iter().any(|l| l.starts_with("instrumented::main:")), "{name}");
+    assert!(!name.contains('/') || !name[lines[0].len()..].contains('/'), "no paths: {name}");
+    assert!(lines.len() <= 9, "depth 8: {name}");
+}
