@@ -22,6 +22,15 @@
 //! The mapping may be larger than the file. Touching a page past the end of
 //! the file raises SIGBUS, so the counter file code only hands out offsets
 //! below the size the file is known to have (see `countfile.rs`).
+//!
+//! Another program may still truncate the file while it is mapped; the next
+//! increment would then raise SIGBUS and kill the host. On Linux a SIGBUS
+//! handler guards against that: a fault inside one of our mappings replaces
+//! the whole mapping with anonymous zero pages, so the faulting increment and
+//! all later ones land in private memory (the file is no longer updated: its
+//! allocation pointer now reads zero, which the counter file code treats as
+//! broken). A fault anywhere else is handed to the handler that was there
+//! before.
 
 use std::fs::File;
 use std::marker::PhantomData;
@@ -53,6 +62,10 @@ impl SharedMap {
         let base = raw.as_mut_ptr();
         if (base as usize) % 8 != 0 {
             return Err(std::io::Error::other("mapping is not 8-byte aligned"));
+        }
+        #[cfg(target_os = "linux")]
+        if !guard::register(base as usize, len) {
+            return Err(std::io::Error::other("too many counter files mapped"));
         }
         Ok(Box::leak(Box::new(SharedMap {
             base,
@@ -149,6 +162,103 @@ impl<T: Sync + 'static> AtomicRef<T> {
     }
 }
 
+/// The SIGBUS guard (Linux): turns a fault in a truncated counter file into
+/// a write to private memory.
+#[cfg(target_os = "linux")]
+mod guard {
+    use std::cell::UnsafeCell;
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Most mappings guarded (one per week a process lives through).
+    const MAX_REGIONS: usize = 64;
+    static STARTS: [AtomicUsize; MAX_REGIONS] = [const { AtomicUsize::new(0) }; MAX_REGIONS];
+    static LENS: [AtomicUsize; MAX_REGIONS] = [const { AtomicUsize::new(0) }; MAX_REGIONS];
+    static INSTALL: Once = Once::new();
+
+    struct Prev(UnsafeCell<Option<libc::sigaction>>);
+    // SAFETY: written once inside `INSTALL.call_once`, before the handler
+    // that reads it is installed; read-only afterwards.
+    unsafe impl Sync for Prev {}
+    static PREV: Prev = Prev(UnsafeCell::new(None));
+
+    /// Guards `[start, start + len)`; false if no slot is free.
+    pub(super) fn register(start: usize, len: usize) -> bool {
+        INSTALL.call_once(install);
+        for i in 0..MAX_REGIONS {
+            if LENS[i]
+                .compare_exchange(0, len, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                STARTS[i].store(start, Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn install() {
+        // SAFETY: a zeroed `sigaction` with handler, flags and an empty mask
+        // is a valid argument. PREV is written before the new handler is
+        // installed, so the handler never reads it half-written, and it is
+        // written only here, once (`Once`).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) != 0 {
+                return;
+            }
+            *PREV.0.get() = Some(old);
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
+    }
+
+    extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO
+        // handlers; `si_addr` is valid for SIGBUS.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        for i in 0..MAX_REGIONS {
+            let start = STARTS[i].load(Ordering::Acquire);
+            let len = LENS[i].load(Ordering::Acquire);
+            if start != 0 && addr >= start && addr < start + len {
+                // SAFETY: `[start, start+len)` is our own mapping, never
+                // handed to anyone as anything but atomics; replacing it with
+                // anonymous memory of the same size and protection keeps
+                // every reference into it valid. mmap is async-signal-safe.
+                let r = unsafe {
+                    libc::mmap(
+                        start as *mut libc::c_void,
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if r != libc::MAP_FAILED {
+                    return; // the faulting access is retried, on the new pages
+                }
+            }
+        }
+        // Not ours: put back the previous action and let the fault repeat
+        // (or re-raise a signal that was sent, not caused by a fault).
+        // SAFETY: PREV was set before this handler was installed; sigaction
+        // and raise are async-signal-safe.
+        unsafe {
+            match &*PREV.0.get() {
+                Some(prev) => libc::sigaction(sig, prev, std::ptr::null_mut()),
+                None => libc::signal(sig, libc::SIG_DFL) as libc::c_int,
+            };
+            if (*info).si_code <= 0 {
+                libc::raise(sig);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +314,19 @@ mod tests {
             }
         });
         assert_eq!(m.u64_at(0).unwrap().load(Ordering::Relaxed), 40_000);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn truncation_under_a_live_mapping_does_not_crash() {
+        let (f, m) = mapped(3 * 4096, 3 * 4096);
+        let c = m.u64_at(2 * 4096).unwrap();
+        c.fetch_add(5, Ordering::Relaxed);
+        f.as_file().set_len(0).unwrap(); // another program truncates the file
+        // Without the guard this access raises SIGBUS and kills the process.
+        c.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(c.load(Ordering::Relaxed), 1, "now private, zeroed memory");
+        assert_eq!(m.u64_at(0).unwrap().load(Ordering::Relaxed), 0);
     }
 
     #[test]

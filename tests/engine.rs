@@ -178,7 +178,7 @@ fn child_long_runner() {
         return;
     }
     static TICK: clearcount::Counter = clearcount::Counter::new("long/tick");
-    clearcount::Telemetry::new("example", "instrumented", "1.0.0").start();
+    clearcount::Telemetry::new("example", "instrumented", env!("CARGO_PKG_VERSION")).start();
     let start = Instant::now();
     let mut n: u64 = 0;
     while start.elapsed() < Duration::from_millis(3000) {
@@ -405,4 +405,36 @@ fn stack_counter_records_function_names_and_line_offsets() {
     assert!(lines.iter().any(|l| l.starts_with("instrumented::main:")), "{name}");
     assert!(!name.contains('/') || !name[lines[0].len()..].contains('/'), "no paths: {name}");
     assert!(lines.len() <= 9, "depth 8: {name}");
+}
+
+#[test]
+fn file_truncated_under_a_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["child_long_runner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("ENGINE_CHILD", "long")
+        .env("CLEARCOUNT_DIR", dir.path())
+        .env_remove("CLEARCOUNT_NOW")
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("EXAMPLE_TELEMETRY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let counts_dir = dir.path().join("example").join("counts");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let file = loop {
+        if let Some(e) = std::fs::read_dir(&counts_dir).ok().and_then(|mut r| r.next()) {
+            break e.unwrap().path();
+        }
+        assert!(Instant::now() < deadline, "no counter file appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // Another program cuts the file while the child is incrementing into it.
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(0).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the host survives: {out:?}");
+    // The next process sets the empty file aside and counts again.
+    assert!(tool(dir.path()).args(["inc", "t/after", "2"]).status().unwrap().success());
+    assert_eq!(merged(dir.path())["t/after"], 2);
 }
