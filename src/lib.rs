@@ -26,6 +26,9 @@ pub use telemetry::{Started, Telemetry};
 #[cfg(feature = "report")]
 pub mod report;
 
+#[cfg(feature = "report")]
+pub mod weekly;
+
 #[cfg(feature = "config")]
 pub mod config;
 

@@ -12,6 +12,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod config_cmd;
+pub mod report_cmd;
 pub mod serve_cmd;
 pub mod status_cmd;
 
@@ -58,6 +59,21 @@ pub enum Command {
     /// Check, sign and verify the collection config.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Show this week's counters and past reports.
+    View,
+    /// Make reports of finished weeks; --dry-run prints the bytes that would be sent.
+    Report {
+        /// Print the exact bytes that would be sent now; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where to upload.
+        #[command(flatten)]
+        up: report_cmd::UploadArgs,
+    },
+    /// Upload now, in the foreground (mode on only).
+    Upload(report_cmd::UploadArgs),
+    /// Remove local telemetry data; keep the mode.
+    Clean,
 }
 
 /// The namespace, or an error saying it is needed.
@@ -85,6 +101,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Off => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Off),
         Command::Local => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Local),
         Command::Config(c) => config_cmd::run(c),
+        Command::View => report_cmd::view(&need_namespace(&ns)?),
+        Command::Report { dry_run, up } => report_cmd::report(&need_namespace(&ns)?, dry_run, &up),
+        Command::Upload(up) => report_cmd::upload(&need_namespace(&ns)?, &up),
+        Command::Clean => report_cmd::clean(&need_namespace(&ns)?),
     }
 }
 

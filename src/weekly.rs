@@ -1,0 +1,417 @@
+//! Weekly reports: turning a finished week's counter files into one local
+//! report.
+//!
+//! When a week is over (today is on or after the `week_end` of a counter
+//! file in `counts/`), every counter file of that week becomes one report,
+//! `reports/<week>.full.json`: everything counted, every program build, with
+//! X drawn once (it is stored in the report and never changes) and config
+//! version `0`. It stays on this machine for the user to read. The uploader
+//! later filters it by the collection config into `reports/<week>.json`.
+//!
+//! Crash-safe and race-safe: the report is created atomically, first writer
+//! wins; only then are the week's counter files removed. Many processes may
+//! build at once: the losers find the report exists and only remove the
+//! counter files. Unparsable counter files are set aside in `corrupt/`.
+//! Local data stays bounded: at most [`KEEP_WEEKS`] weeks of reports (and of
+//! copies of sent reports in `upload/`) are kept, the oldest are removed.
+//!
+//! ```
+//! use clearcount::weekly;
+//! let dir = tempfile::tempdir().unwrap();
+//! let today: chrono::NaiveDate = "2026-11-23".parse().unwrap();
+//! let built = weekly::build_pending(dir.path(), today);
+//! assert!(built.created.is_empty());
+//! ```
+
+use crate::format::{self, Parsed};
+use crate::report::{ProgramReport, Report};
+use chrono::NaiveDate;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How many weeks of local reports are kept.
+pub const KEEP_WEEKS: usize = 12;
+
+/// Suffix of a full (local, unfiltered) report file.
+pub const FULL_SUFFIX: &str = ".full.json";
+
+/// The full report's path for a week: `reports/<week>.full.json`.
+///
+/// ```
+/// let p = clearcount::weekly::full_path(std::path::Path::new("/t"), "2026-11-16");
+/// assert!(p.ends_with("reports/2026-11-16.full.json"));
+/// ```
+pub fn full_path(dir: &Path, week: &str) -> PathBuf {
+    dir.join(crate::dirs::REPORTS)
+        .join(format!("{week}{FULL_SUFFIX}"))
+}
+
+/// The filtered report's path for a week: `reports/<week>.json`.
+///
+/// ```
+/// let p = clearcount::weekly::filtered_path(std::path::Path::new("/t"), "2026-11-16");
+/// assert!(p.ends_with("reports/2026-11-16.json"));
+/// ```
+pub fn filtered_path(dir: &Path, week: &str) -> PathBuf {
+    dir.join(crate::dirs::REPORTS).join(format!("{week}.json"))
+}
+
+/// Draws X, uniform in `[0, 1)`, once per report.
+///
+/// With the crate feature `test-hooks` (tests only; never in a release
+/// build), the environment variable `CLEARCOUNT_TEST_X` (a number in
+/// `[0, 1)`) replaces the draw, so tests can pin X without changing the code
+/// under test.
+///
+/// ```
+/// let x = clearcount::weekly::draw_x();
+/// assert!((0.0..1.0).contains(&x));
+/// ```
+pub fn draw_x() -> f64 {
+    #[cfg(feature = "test-hooks")]
+    if let Some(x) = std::env::var("CLEARCOUNT_TEST_X")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|x| (0.0..1.0).contains(x))
+    {
+        return x;
+    }
+    random_unit()
+}
+
+#[cfg(feature = "upload")]
+fn random_unit() -> f64 {
+    rand::random::<f64>()
+}
+
+#[cfg(not(feature = "upload"))]
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS; 53 bits of its SipHash output make
+    // a uniform double in [0, 1).
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Builds one report from a week's parsed counter files, with the given X
+/// and config version 0. Entries of the same program build are summed
+/// (saturating); names that do not follow the naming grammar are left out;
+/// empty program builds are left out; programs are sorted.
+///
+/// ```
+/// use clearcount::format::{Meta, Parsed};
+/// let meta = Meta::new("t", "1.0", "linux", "x86_64", "2026-11-16".parse().unwrap());
+/// let mut p = Parsed { meta, counters: Default::default(), stacks: Default::default(), records: 1 };
+/// p.counters.insert("t/a".into(), 3);
+/// let r = clearcount::weekly::build_report("2026-11-16", &[p], 0.5);
+/// assert_eq!(r.programs[0].counters["t/a"], 3);
+/// assert_eq!(r.config, 0);
+/// ```
+pub fn build_report(week: &str, files: &[Parsed], x: f64) -> Report {
+    let mut by_build: BTreeMap<(String, String, String, String), ProgramReport> = BTreeMap::new();
+    for f in files {
+        let m = &f.meta;
+        let key = (
+            m.program.clone(),
+            m.version.clone(),
+            m.os.clone(),
+            m.arch.clone(),
+        );
+        let entry = by_build
+            .entry(key)
+            .or_insert_with(|| ProgramReport::new(&m.program, &m.version, &m.os, &m.arch));
+        for (name, &n) in &f.counters {
+            if n > 0 && crate::name::check(name).is_ok() {
+                let c = entry.counters.entry(name.clone()).or_default();
+                *c = c.saturating_add(n);
+            }
+        }
+        for (name, &n) in &f.stacks {
+            if n > 0 && crate::name::check_stack(name).is_ok() {
+                let c = entry.stacks.entry(name.clone()).or_default();
+                *c = c.saturating_add(n);
+            }
+        }
+    }
+    let programs = by_build
+        .into_values()
+        .filter(|p| !p.is_empty() && valid_build(p))
+        .collect();
+    Report {
+        week: week.to_string(),
+        x,
+        config: 0,
+        programs,
+    }
+}
+
+fn valid_build(p: &ProgramReport) -> bool {
+    let one = Report {
+        week: "2000-01-03".into(),
+        x: 0.0,
+        config: 0,
+        programs: vec![ProgramReport {
+            counters: BTreeMap::new(),
+            stacks: BTreeMap::new(),
+            ..p.clone()
+        }],
+    };
+    one.check().is_ok()
+}
+
+/// What [`build_pending`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// Weeks whose full report this call created.
+    pub created: Vec<String>,
+    /// Weeks whose report already existed (made by another process).
+    pub existing: Vec<String>,
+    /// Counter files removed because their report exists.
+    pub removed: usize,
+    /// Unparsable counter files set aside in `corrupt/`.
+    pub corrupt: Vec<PathBuf>,
+    /// Reports removed to keep at most [`KEEP_WEEKS`] weeks.
+    pub pruned: Vec<String>,
+    /// Problems met (I/O errors), in plain words. Nothing here is fatal.
+    pub problems: Vec<String>,
+}
+
+/// The week-begin date in a counter file's name
+/// (`…-<YYYY-MM-DD>.v1.count`), read without opening the file.
+///
+/// ```
+/// let d = clearcount::weekly::week_of_file_name("t@1-linux-x86_64-2026-11-16.v1.count");
+/// assert_eq!(d.unwrap().to_string(), "2026-11-16");
+/// ```
+pub fn week_of_file_name(name: &str) -> Option<NaiveDate> {
+    let stem = name.strip_suffix(&format!(".v{}.count", format::VERSION))?;
+    let date = stem.get(stem.len().checked_sub(10)?..)?;
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+}
+
+fn count_files(dir: &Path) -> Vec<(PathBuf, NaiveDate)> {
+    let Ok(entries) = std::fs::read_dir(dir.join(crate::dirs::COUNTS)) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(PathBuf, NaiveDate)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            let week = week_of_file_name(name.to_str()?)?;
+            Some((e.path(), week))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// True when some counter file in `counts/` belongs to a week that is over
+/// on `today` (cheap: file names only).
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(!clearcount::weekly::any_finished(dir.path(), "2026-11-23".parse().unwrap()));
+/// ```
+pub fn any_finished(dir: &Path, today: NaiveDate) -> bool {
+    count_files(dir)
+        .iter()
+        .any(|(_, w)| *w + chrono::Days::new(7) <= today)
+}
+
+/// Builds the full report of every finished week in `dir/counts/`, removes
+/// the counter files once their report exists, sets unparsable files aside,
+/// and keeps at most [`KEEP_WEEKS`] weeks of reports. Safe to run from many
+/// processes at once; never panics; I/O problems are listed in the result.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let b = clearcount::weekly::build_pending(dir.path(), "2026-11-23".parse().unwrap());
+/// assert!(b.problems.is_empty());
+/// ```
+pub fn build_pending(dir: &Path, today: NaiveDate) -> Built {
+    let mut built = Built::default();
+    let mut weeks: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
+    for (path, week) in count_files(dir) {
+        if week + chrono::Days::new(7) <= today {
+            weeks.entry(week).or_default().push(path);
+        }
+    }
+    if !weeks.is_empty()
+        && let Err(e) = std::fs::create_dir_all(dir.join(crate::dirs::REPORTS))
+    {
+        built
+            .problems
+            .push(format!("cannot create {}: {e}", crate::dirs::REPORTS));
+        return built;
+    }
+    for (week, paths) in weeks {
+        let week_s = week.to_string();
+        let report_path = full_path(dir, &week_s);
+        let mut files = Vec::new();
+        if !report_path.exists() {
+            for p in &paths {
+                match std::fs::read(p) {
+                    Ok(bytes) => match format::parse(&bytes) {
+                        Ok(parsed) if parsed.meta.week_begin == week => files.push(parsed),
+                        Ok(_) | Err(_) => set_aside(dir, p, &mut built),
+                    },
+                    // Removed meanwhile by another process: it made the report.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => built
+                        .problems
+                        .push(format!("cannot read {}: {e}", p.display())),
+                }
+            }
+            let report = build_report(&week_s, &files, draw_x());
+            match crate::fsutil::create_atomic(&report_path, &report.to_bytes()) {
+                Ok(()) => built.created.push(week_s.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    built.existing.push(week_s.clone())
+                }
+                Err(e) => {
+                    built.problems.push(format!(
+                        "cannot write {}: {e}; counter files kept",
+                        report_path.display()
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            built.existing.push(week_s.clone());
+        }
+        // The report exists: the counter files can go.
+        for p in &paths {
+            match std::fs::remove_file(p) {
+                Ok(()) => built.removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => built
+                    .problems
+                    .push(format!("cannot remove {}: {e}", p.display())),
+            }
+        }
+    }
+    built.pruned = prune(dir);
+    built
+}
+
+fn set_aside(dir: &Path, p: &Path, built: &mut Built) {
+    let corrupt = dir.join(crate::dirs::CORRUPT);
+    let _ = std::fs::create_dir_all(&corrupt);
+    let Some(name) = p.file_name() else { return };
+    let to = corrupt.join(name);
+    match std::fs::rename(p, &to) {
+        Ok(()) => built.corrupt.push(to),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => {
+            // Cannot move it: remove it, so it is never read again.
+            let _ = std::fs::remove_file(p);
+            built.corrupt.push(p.to_path_buf());
+        }
+    }
+}
+
+/// The weeks that have a full report, oldest first.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(clearcount::weekly::report_weeks(dir.path()).is_empty());
+/// ```
+pub fn report_weeks(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join(crate::dirs::REPORTS)) else {
+        return Vec::new();
+    };
+    let mut weeks: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name();
+            let w = n.to_str()?.strip_suffix(FULL_SUFFIX)?.to_string();
+            NaiveDate::parse_from_str(&w, "%Y-%m-%d").ok()?;
+            Some(w)
+        })
+        .collect();
+    weeks.sort();
+    weeks
+}
+
+/// Reads a week's full report, if it is there and valid.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(clearcount::weekly::read_full(dir.path(), "2026-11-16").is_err());
+/// ```
+pub fn read_full(dir: &Path, week: &str) -> Result<Report, String> {
+    let p = full_path(dir, week);
+    let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Report::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Removes the oldest weeks beyond [`KEEP_WEEKS`]: their full and filtered
+/// reports and the copy in `upload/`. Returns the weeks removed.
+fn prune(dir: &Path) -> Vec<String> {
+    let weeks = report_weeks(dir);
+    let mut gone = Vec::new();
+    if weeks.len() > KEEP_WEEKS {
+        for w in &weeks[..weeks.len() - KEEP_WEEKS] {
+            let _ = std::fs::remove_file(full_path(dir, w));
+            let _ = std::fs::remove_file(filtered_path(dir, w));
+            let _ = std::fs::remove_file(dir.join(crate::dirs::UPLOAD).join(format!("{w}.json")));
+            gone.push(w.clone());
+        }
+    }
+    // Stray filtered reports and sent copies whose full report is gone.
+    let keep: std::collections::BTreeSet<&String> = weeks.iter().rev().take(KEEP_WEEKS).collect();
+    for sub in [crate::dirs::REPORTS, crate::dirs::UPLOAD] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let n = e.file_name();
+            let Some(w) = n.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if w.ends_with(".full") || NaiveDate::parse_from_str(w, "%Y-%m-%d").is_err() {
+                continue;
+            }
+            if !keep.contains(&w.to_string()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_week() {
+        assert!(week_of_file_name("x.v1.count").is_none());
+        assert!(week_of_file_name("t@1-linux-x86_64-2026-13-16.v1.count").is_none());
+        assert!(week_of_file_name("").is_none());
+    }
+
+    #[test]
+    fn corrupt_is_set_aside_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = dir.path().join(crate::dirs::COUNTS);
+        std::fs::create_dir_all(&counts).unwrap();
+        std::fs::write(counts.join("t@1-linux-x86_64-2026-11-02.v1.count"), b"junk").unwrap();
+        let b = build_pending(dir.path(), "2026-11-23".parse().unwrap());
+        assert_eq!(b.corrupt.len(), 1);
+        assert_eq!(b.created, ["2026-11-02"]);
+        let r = read_full(dir.path(), "2026-11-02").unwrap();
+        assert!(r.programs.is_empty());
+        for i in 0..20u64 {
+            let w = NaiveDate::from_ymd_opt(2025, 1, 6).unwrap() + chrono::Days::new(7 * i);
+            let r = build_report(&w.to_string(), &[], 0.5);
+            std::fs::write(full_path(dir.path(), &w.to_string()), r.to_bytes()).unwrap();
+        }
+        prune(dir.path());
+        assert_eq!(report_weeks(dir.path()).len(), KEEP_WEEKS);
+    }
+}
