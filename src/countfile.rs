@@ -451,4 +451,30 @@ mod tests {
         assert!(f.is_broken());
         assert!(f.cell("b").is_none());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// Another process scribbles over the live file (header, table,
+        /// records): lookups and inserts never panic, never hang, and only
+        /// ever hand out cells inside the mapping.
+        #[test]
+        fn scribbled_live_file_never_panics(
+            edits in proptest::collection::vec((0usize..12_000, proptest::prelude::any::<u8>()), 1..200),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let f = CountFile::open(dir.path(), &meta()).unwrap();
+            for i in 0..50 {
+                f.cell(&format!("n/{i}")).unwrap().fetch_add(1, Ordering::Relaxed);
+            }
+            for (pos, val) in edits {
+                f.map.bytes_at(pos, 1).unwrap()[0].store(val, Ordering::Relaxed);
+            }
+            for i in 0..80 {
+                if let Some(c) = f.cell(&format!("n/{i}")) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
