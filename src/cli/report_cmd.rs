@@ -29,6 +29,9 @@ pub struct UploadArgs {
     /// Reports whose X is above this are never sent.
     #[arg(long, default_value_t = 0.1)]
     pub ceiling: f64,
+    /// Total time allowed for each request, in seconds (connect: 5 s at most).
+    #[arg(long, default_value_t = 20.0)]
+    pub timeout: f64,
 }
 
 impl UploadArgs {
@@ -60,7 +63,17 @@ impl UploadArgs {
                 }
             }
         };
-        Ok(UploadSettings::new(&upload_url, &config_url, &key).with_ceiling(self.ceiling))
+        if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
+            return Err(format!(
+                "--timeout {} must be between 0 and 3600 seconds",
+                self.timeout
+            ));
+        }
+        let total = std::time::Duration::from_secs_f64(self.timeout);
+        let connect = total.min(std::time::Duration::from_secs(5));
+        Ok(UploadSettings::new(&upload_url, &config_url, &key)
+            .with_ceiling(self.ceiling)
+            .with_timeouts(connect, total))
     }
 }
 

@@ -1,0 +1,835 @@
+//! Weekly reports and the uploader, end to end over loopback HTTP.
+//!
+//! Run with `cargo test --features cli,test-hooks --test upload`: the
+//! `test-hooks` feature lets `CLEARCOUNT_TEST_X` pin X in the binaries under
+//! test (nothing else changes). Without it this file compiles to nothing.
+//!
+//! The test binary doubles as an instrumented host with upload settings: the
+//! tests `host_process` and `clearcount_upload_child` do nothing unless an
+//! environment variable asks; the uploader's detached child re-runs this
+//! executable with the argument `clearcount_upload_child`, which libtest
+//! takes as a filter selecting exactly that test, whose first call is
+//! `Telemetry::start` — as in a real `main`.
+#![cfg(all(feature = "cli", feature = "test-hooks"))]
+
+use clearcount::report::Report;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CLI: &str = env!("CARGO_BIN_EXE_clearcount");
+const WEEK: &str = "2026-11-02"; // a Monday; week-start is Monday in every test
+const IN_WEEK: &str = "2026-11-04T10:00:00Z";
+const NEXT_WEEK: &str = "2026-11-10T10:00:00Z";
+
+// ------------------------------------------------------------ HTTP server
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Answer {
+    Ok,
+    Status(u16),
+    Garbage,
+    Hang,
+}
+
+#[derive(Default)]
+struct Seen {
+    gets: Vec<String>,
+    posts: Vec<Vec<u8>>,
+}
+
+struct Server {
+    base: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Server {
+    /// Serves `config.toml` (and `config.toml.minisig` if given) and answers
+    /// POST /upload as told. Each connection is handled in its own thread.
+    fn start(config: Vec<u8>, sig: Option<Vec<u8>>, answer: Answer) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (seen, config, sig) = (s2.clone(), config.clone(), sig.clone());
+                std::thread::spawn(move || serve(conn, &seen, &config, sig.as_deref(), answer));
+            }
+        });
+        Server { base, seen }
+    }
+    fn config_url(&self) -> String {
+        format!("{}/config/config.toml", self.base)
+    }
+    fn upload_url(&self) -> String {
+        format!("{}/upload", self.base)
+    }
+    fn posts(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().posts.clone()
+    }
+    fn gets(&self) -> usize {
+        self.seen.lock().unwrap().gets.len()
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    seen: &Mutex<Seen>,
+    config: &[u8],
+    sig: Option<&[u8]>,
+    answer: Answer,
+) {
+    let mut r = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, out): (u16, Vec<u8>) = if method == "GET" {
+            seen.lock().unwrap().gets.push(path.clone());
+            match (path.ends_with(".minisig"), sig) {
+                (false, _) => (200, config.to_vec()),
+                (true, Some(s)) => (200, s.to_vec()),
+                (true, None) => (404, b"not found".to_vec()),
+            }
+        } else {
+            seen.lock().unwrap().posts.push(body);
+            match answer {
+                Answer::Ok => (200, b"{\"ok\":true}".to_vec()),
+                Answer::Status(s) => (s, b"report rejected: unknown counter".to_vec()),
+                Answer::Garbage => {
+                    let _ = conn.write_all(b"\x00\x01garbage not http\r\n\r\n");
+                    return;
+                }
+                Answer::Hang => {
+                    std::thread::sleep(Duration::from_secs(60));
+                    return;
+                }
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+            out.len()
+        );
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------ keys, configs
+
+struct Key {
+    public: String,
+    secret: String,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn key() -> Key {
+    let d = tempfile::tempdir().unwrap();
+    let public = clearcount::sign::keygen(d.path().join("k.pub"), d.path().join("k.key")).unwrap();
+    let secret = std::fs::read_to_string(d.path().join("k.key")).unwrap();
+    Key {
+        public,
+        secret,
+        path: d.path().join("k.pub"),
+        _dir: d,
+    }
+}
+
+fn config_text(version: u64) -> String {
+    format!(
+        "version = {version}\nsample_rate = 0.1\n[[program]]\nname = \"instrumented\"\nversions = [\"*\"]\n\
+         [[program.counter]]\nname = \"instrumented/a\"\nrate = 0.1\n\
+         [[program.counter]]\nname = \"instrumented/command:inc\"\nrate = 0.1\n\
+         [[program.counter]]\nname = \"instrumented/rare\"\nrate = 0.005\n"
+    )
+}
+
+fn signed(k: &Key, text: &str) -> (Vec<u8>, Vec<u8>) {
+    let sig = clearcount::sign::sign_bytes(&k.secret, text.as_bytes()).unwrap();
+    (text.as_bytes().to_vec(), sig.into_bytes())
+}
+
+// ------------------------------------------------------------ installations
+
+struct Inst {
+    _tmp: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Inst {
+    /// A fresh installation: namespace `example`, weeks start on Monday,
+    /// mode `on` since 2026-11-01.
+    fn new() -> Inst {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
+        let dir = base.join("example");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("week-start"), "Mon\n").unwrap();
+        std::fs::write(dir.join("mode"), "on 2026-11-01\n").unwrap();
+        Inst { _tmp: tmp, base }
+    }
+    fn dir(&self) -> PathBuf {
+        self.base.join("example")
+    }
+    fn cmd(&self, exe: &str, now: &str) -> Command {
+        let mut c = Command::new(exe);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CLEARCOUNT_DIR", &self.base)
+            .env("CLEARCOUNT_NOW", now)
+            .env("CLEARCOUNT_TEST_X", "0.01");
+        c
+    }
+    /// Counts in the week of 2026-11-02 with the example tool.
+    fn count(&self) {
+        for (name, n) in [
+            ("instrumented/a", "5"),
+            ("instrumented/undeclared", "2"),
+            ("instrumented/rare", "1"),
+        ] {
+            let o = self
+                .cmd(&example(), IN_WEEK)
+                .args(["inc", name, n])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{o:?}");
+        }
+    }
+    fn cli(&self, now: &str, args: &[&str]) -> Output {
+        self.cmd(CLI, now)
+            .arg("--namespace")
+            .arg("example")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn up_args(s: &Server, k: &Key) -> Vec<String> {
+        vec![
+            "--upload-url".into(),
+            s.upload_url(),
+            "--config-url".into(),
+            s.config_url(),
+            "--public-key".into(),
+            k.path.display().to_string(),
+        ]
+    }
+    fn upload(&self, s: &Server, k: &Key, extra: &[&str]) -> Output {
+        let mut args = vec!["upload".to_string()];
+        args.extend(Inst::up_args(s, k));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(NEXT_WEEK, &args)
+    }
+    /// Starts this test binary as an instrumented host with upload settings.
+    fn host(&self, s: &Server, k: &Key, now: &str, thread: bool) -> std::process::Child {
+        let mut c = self.cmd(&std::env::current_exe().unwrap().display().to_string(), now);
+        c.args(["--exact", "host_process", "--nocapture", "--test-threads=1"])
+            .env("HOST_PROCESS", "1")
+            .env("HOST_UPLOAD_URL", s.upload_url())
+            .env("HOST_CONFIG_URL", s.config_url())
+            .env("HOST_PUBLIC_KEY", &k.public)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if thread {
+            c.env("HOST_THREAD", "1");
+        }
+        c.spawn().unwrap()
+    }
+    fn sent_copy(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir().join("upload").join(format!("{WEEK}.json"))).ok()
+    }
+    fn state(&self) -> serde_json::Value {
+        std::fs::read(self.dir().join("upload/state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+    fn status_text(&self) -> String {
+        String::from_utf8_lossy(&self.cli(NEXT_WEEK, &["status"]).stdout).to_string()
+    }
+    /// Waits until today's token says done.
+    fn wait_done(&self, day: &str, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            for k in ["", ".1", ".2"] {
+                let p = self
+                    .dir()
+                    .join("upload")
+                    .join(format!("day-{day}.token{k}"));
+                if std::fs::read_to_string(p).is_ok_and(|t| t.starts_with("done")) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+fn example() -> String {
+    let cli = PathBuf::from(CLI);
+    let p = cli.parent().unwrap().join("examples").join("instrumented");
+    if !p.exists() {
+        let o = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--features",
+                "cli,test-hooks",
+                "--example",
+                "instrumented",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    p.display().to_string()
+}
+
+fn host_telemetry() -> clearcount::Telemetry {
+    use clearcount::upload::UploadSettings;
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let mut s = UploadSettings::new(
+        &env("HOST_UPLOAD_URL"),
+        &env("HOST_CONFIG_URL"),
+        &env("HOST_PUBLIC_KEY"),
+    )
+    .with_timeouts(Duration::from_secs(1), Duration::from_secs(2))
+    .with_child_limit(Duration::from_secs(15));
+    if std::env::var_os("HOST_THREAD").is_some() {
+        s = s.in_thread();
+    }
+    clearcount::Telemetry::new("example", "host", "1.0").upload(s)
+}
+
+/// The instrumented host (does nothing unless `HOST_PROCESS` is set).
+#[test]
+fn host_process() {
+    if std::env::var_os("HOST_PROCESS").is_none() {
+        return;
+    }
+    let t0 = Instant::now();
+    let started = host_telemetry().start();
+    println!(
+        "start took {} us mode {}",
+        t0.elapsed().as_micros(),
+        started.mode
+    );
+}
+
+/// The upload child's `main` (only when the uploader runs this binary).
+#[test]
+fn clearcount_upload_child() {
+    if std::env::var_os(clearcount::upload::CHILD_VAR).is_none() {
+        return;
+    }
+    host_telemetry().start();
+    unreachable!("the upload child exits in Telemetry::start");
+}
+
+fn start_micros(out: &Output) -> u128 {
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.split("start took ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u128::MAX)
+}
+
+// ------------------------------------------------------------ tests
+
+#[test]
+fn end_to_end_background_upload() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    let inst = Inst::new();
+    inst.count();
+    // The exact bytes a dry run promises...
+    let mut args = vec!["report".to_string(), "--dry-run".into()];
+    args.extend(Inst::up_args(&srv, &k));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dry = inst.cli(NEXT_WEEK, &args);
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(srv.posts().is_empty(), "a dry run sends nothing");
+    // ...are the bytes the background upload sends.
+    let t0 = Instant::now();
+    let out = inst
+        .host(&srv, &k, NEXT_WEEK, false)
+        .wait_with_output()
+        .unwrap();
+    let host_wall = t0.elapsed();
+    assert!(out.status.success());
+    assert!(
+        start_micros(&out) < 200_000,
+        "start is not delayed: {out:?}"
+    );
+    assert!(
+        inst.wait_done("2026-11-10", Duration::from_secs(20)),
+        "child finished"
+    );
+    let posts = srv.posts();
+    assert_eq!(posts.len(), 1);
+    let copy = inst.sent_copy().expect("copy in upload/");
+    assert_eq!(
+        posts[0], copy,
+        "received body equals the copy kept in upload/"
+    );
+    assert_eq!(
+        dry.stdout,
+        [copy.clone(), b"\n".to_vec()].concat(),
+        "dry run prints the sent bytes"
+    );
+    let r = Report::from_slice(&copy).unwrap();
+    assert_eq!((r.week.as_str(), r.x, r.config), (WEEK, 0.01, 4));
+    assert_eq!(r.programs.len(), 1);
+    let p = &r.programs[0];
+    assert_eq!(p.counters.get("instrumented/a"), Some(&5));
+    assert!(
+        !p.counters.contains_key("instrumented/undeclared"),
+        "undeclared never sent"
+    );
+    assert!(
+        !p.counters.contains_key("instrumented/rare"),
+        "rate 0.005 < X"
+    );
+    // The full report keeps everything; the counter files are gone.
+    let full = std::fs::read(inst.dir().join(format!("reports/{WEEK}.full.json"))).unwrap();
+    let full = Report::from_slice(&full).unwrap();
+    assert_eq!(full.config, 0);
+    assert_eq!(full.programs[0].counters["instrumented/undeclared"], 2);
+    assert_eq!(
+        std::fs::read(inst.dir().join(format!("reports/{WEEK}.json"))).unwrap(),
+        copy
+    );
+    let counts: Vec<_> = std::fs::read_dir(inst.dir().join("counts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        counts.iter().all(|n| !n.to_string_lossy().contains(WEEK)),
+        "{counts:?}"
+    );
+    // Status says what happened, and that today's upload is done.
+    let st = inst.status_text();
+    assert!(st.contains("sent week 2026-11-02"), "{st}");
+    assert!(st.contains("next upload: 2026-11-11 or later"), "{st}");
+    // Once a day: a second start today does nothing.
+    inst.host(&srv, &k, NEXT_WEEK, false)
+        .wait_with_output()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(srv.posts().len(), 1);
+    eprintln!("host wall time with a due upload: {host_wall:?}");
+}
+
+#[test]
+fn thread_mode_uploads() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    let inst = Inst::new();
+    inst.count();
+    // A host that lives a moment: the upload runs in its thread.
+    let mut h = inst.host(&srv, &k, NEXT_WEEK, true);
+    h.wait().unwrap();
+    // The test host exits at once, so the thread may not have finished; a
+    // foreground run completes the job whatever happened.
+    if srv.posts().is_empty() {
+        let o = inst.upload(&srv, &k, &[]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    assert_eq!(srv.posts().len(), 1);
+    assert_eq!(srv.posts()[0], inst.sent_copy().unwrap());
+}
+
+/// A finished week with a report, then a foreground `upload` against `srv`.
+fn refused_case(srv: &Server, k: &Key, inst: &Inst, expect_in_status: &str) {
+    inst.count();
+    let o = inst.upload(srv, k, &["--timeout", "2"]);
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(srv.posts().is_empty(), "nothing sent");
+    assert!(inst.sent_copy().is_none());
+    assert!(
+        inst.dir()
+            .join(format!("reports/{WEEK}.full.json"))
+            .exists(),
+        "kept for a retry"
+    );
+    assert!(
+        inst.state()["weeks"].get(WEEK).is_none(),
+        "not decided: retried later"
+    );
+    let st = inst.status_text();
+    assert!(
+        st.contains(expect_in_status),
+        "want {expect_in_status:?} in\n{st}"
+    );
+}
+
+#[test]
+fn tampered_config_is_refused() {
+    let k = key();
+    let (mut c, s) = signed(&k, &config_text(4));
+    c.extend_from_slice(b"\n[[program.counter]]\nname = \"instrumented/undeclared\"\nrate = 1.0\n");
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    refused_case(&srv, &k, &Inst::new(), "signature does not match");
+}
+
+#[test]
+fn config_signed_by_another_key_is_refused() {
+    let (k, other) = (key(), key());
+    let (c, s) = signed(&other, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    refused_case(&srv, &k, &Inst::new(), "another key");
+}
+
+#[test]
+fn missing_signature_is_refused() {
+    let k = key();
+    let (c, _) = signed(&k, &config_text(4));
+    let srv = Server::start(c, None, Answer::Ok);
+    refused_case(&srv, &k, &Inst::new(), "signature is missing");
+}
+
+#[test]
+fn rolled_back_config_is_refused() {
+    let k = key();
+    let inst = Inst::new();
+    // Version 7 accepted earlier.
+    std::fs::create_dir_all(inst.dir().join("upload")).unwrap();
+    std::fs::write(
+        inst.dir().join("upload/state.json"),
+        r#"{"accepted_config":7}"#,
+    )
+    .unwrap();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    refused_case(&srv, &k, &inst, "older than version 7");
+}
+
+#[test]
+fn unreachable_server_keeps_the_report() {
+    let k = key();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // closed now
+    let srv = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        seen: Default::default(),
+    };
+    refused_case(&srv, &k, &Inst::new(), "server unreachable");
+}
+
+#[test]
+fn hanging_server_times_out_and_host_is_not_delayed() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Hang);
+    let inst = Inst::new();
+    inst.count();
+    // The host returns at once; its child gives up within the timeouts.
+    let t0 = Instant::now();
+    let out = inst
+        .host(&srv, &k, NEXT_WEEK, false)
+        .wait_with_output()
+        .unwrap();
+    assert!(start_micros(&out) < 200_000, "{out:?}");
+    let host_wall = t0.elapsed();
+    assert!(
+        inst.wait_done("2026-11-10", Duration::from_secs(10)),
+        "child ended in time"
+    );
+    let child_time = t0.elapsed();
+    assert!(child_time < Duration::from_secs(8), "{child_time:?}");
+    assert_eq!(srv.posts().len(), 1, "one attempt");
+    assert!(inst.sent_copy().is_none());
+    assert!(
+        inst.state()["weeks"].get(WEEK).is_none(),
+        "kept for a retry"
+    );
+    assert!(inst.status_text().contains("did not answer in time"));
+    // The foreground command also gives up within its timeout.
+    let t1 = Instant::now();
+    let o = inst.upload(&srv, &k, &["--timeout", "2"]);
+    assert!(!o.status.success());
+    assert!(t1.elapsed() < Duration::from_secs(6), "{:?}", t1.elapsed());
+    eprintln!("host wall {host_wall:?}, child done after {child_time:?}");
+}
+
+#[test]
+fn server_error_and_garbage_are_retried_4xx_dropped() {
+    for (answer, dropped, words) in [
+        (Answer::Status(500), false, "answered HTTP 500"),
+        (Answer::Garbage, false, "bad answer"),
+        (Answer::Status(400), true, "refused it with HTTP 400"),
+    ] {
+        let k = key();
+        let (c, s) = signed(&k, &config_text(4));
+        let srv = Server::start(c, Some(s), answer);
+        let inst = Inst::new();
+        inst.count();
+        let o = inst.upload(&srv, &k, &["--timeout", "2"]);
+        assert_eq!(srv.posts().len(), 1, "{answer:?}");
+        assert!(inst.sent_copy().is_none(), "{answer:?}");
+        let st = inst.status_text();
+        assert!(st.contains(words), "{answer:?}: {st}");
+        let decided = inst.state()["weeks"][WEEK]["outcome"].clone();
+        if dropped {
+            assert!(o.status.success());
+            assert_eq!(decided, "dropped");
+            // Never retried.
+            inst.upload(&srv, &k, &[]);
+            assert_eq!(srv.posts().len(), 1);
+        } else {
+            assert!(!o.status.success());
+            assert!(decided.is_null(), "{answer:?} kept for a retry");
+            assert!(
+                inst.dir()
+                    .join(format!("reports/{WEEK}.full.json"))
+                    .exists()
+            );
+        }
+    }
+}
+
+#[test]
+fn above_ceiling_local_mode_and_before_on_send_nothing() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    // X above the ceiling: no config fetched, never sent.
+    let inst = Inst::new();
+    inst.count();
+    let mut args = vec!["upload".to_string()];
+    args.extend(Inst::up_args(&srv, &k));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = inst
+        .cmd(CLI, NEXT_WEEK)
+        .env("CLEARCOUNT_TEST_X", "0.5")
+        .arg("--namespace")
+        .arg("example")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
+    assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "not-sampled");
+    // Local mode: reports are made, nothing fetched or sent.
+    let inst = Inst::new();
+    std::fs::write(inst.dir().join("mode"), "local 2026-11-01\n").unwrap();
+    inst.count();
+    inst.host(&srv, &k, NEXT_WEEK, false).wait().unwrap();
+    assert!(inst.wait_done("2026-11-10", Duration::from_secs(10)));
+    assert!(
+        inst.dir()
+            .join(format!("reports/{WEEK}.full.json"))
+            .exists()
+    );
+    assert!(
+        !inst.upload(&srv, &k, &[]).status.success(),
+        "upload refuses in local mode"
+    );
+    assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
+    // A week that began before `on` was set is never sent.
+    let inst = Inst::new();
+    std::fs::write(inst.dir().join("mode"), "on 2026-11-05\n").unwrap();
+    inst.count();
+    assert!(inst.upload(&srv, &k, &[]).status.success());
+    assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "before-on");
+    assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
+    // `on` from the environment only: counts from today.
+    let inst = Inst::new();
+    std::fs::remove_file(inst.dir().join("mode")).unwrap();
+    inst.count();
+    let o = inst
+        .cmd(CLI, NEXT_WEEK)
+        .env("EXAMPLE_TELEMETRY", "on")
+        .arg("--namespace")
+        .arg("example")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "before-on");
+    assert_eq!(srv.posts().len(), 0);
+}
+
+#[test]
+fn many_processes_at_a_week_boundary() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    let inst = Inst::new();
+    inst.count();
+    // 10 hosts start at once, just after the boundary.
+    let hosts: Vec<_> = (0..10)
+        .map(|_| inst.host(&srv, &k, "2026-11-09T00:00:01Z", false))
+        .collect();
+    for h in hosts {
+        assert!(h.wait_with_output().unwrap().status.success());
+    }
+    assert!(inst.wait_done("2026-11-09", Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    let reports: Vec<_> = std::fs::read_dir(inst.dir().join("reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|n| n.to_string_lossy().ends_with(".full.json"))
+            .count(),
+        1,
+        "{reports:?}"
+    );
+    assert_eq!(srv.posts().len(), 1, "one upload attempt");
+    assert_eq!(srv.gets(), 2, "config and signature fetched once");
+    // And 8 report builders at once: still one report per week.
+    let inst = Inst::new();
+    inst.count();
+    let procs: Vec<_> = (0..8)
+        .map(|_| {
+            inst.cmd(CLI, NEXT_WEEK)
+                .args(["--namespace", "example", "report"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut p in procs {
+        assert!(p.wait().unwrap().success());
+    }
+    let full = Report::from_slice(
+        &std::fs::read(inst.dir().join(format!("reports/{WEEK}.full.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        full.programs[0].counters["instrumented/a"], 5,
+        "counted once"
+    );
+    assert_eq!(
+        std::fs::read_dir(inst.dir().join("reports"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn sampling_matches_the_rate() {
+    // 20,000 simulated installations: X drawn by the real code, the report
+    // decided by the same function the uploader and the dry run use.
+    use clearcount::format::{Meta, Parsed};
+    use clearcount::upload::{Action, decide};
+    assert!(std::env::var_os("CLEARCOUNT_TEST_X").is_none());
+    let cfg = clearcount::config::CollectionConfig::parse(&config_text(1), "c").unwrap();
+    let meta = Meta::new(
+        "instrumented",
+        "0.1.0",
+        "linux",
+        "x86_64",
+        WEEK.parse().unwrap(),
+    );
+    let mut p = Parsed {
+        meta,
+        counters: Default::default(),
+        stacks: Default::default(),
+        records: 2,
+    };
+    p.counters.insert("instrumented/a".into(), 1);
+    p.counters.insert("instrumented/rare".into(), 1);
+    let n = 20_000u32;
+    let (mut sent, mut kept_a, mut kept_rare, mut fetched) = (0u32, 0u32, 0u32, 0u32);
+    for _ in 0..n {
+        let r = clearcount::weekly::build_report(
+            WEEK,
+            std::slice::from_ref(&p),
+            clearcount::weekly::draw_x(),
+        );
+        let a = match decide(&r, 0.1, None) {
+            Ok(a) => a,
+            Err(()) => {
+                fetched += 1;
+                decide(&r, 0.1, Some(&cfg)).unwrap()
+            }
+        };
+        if let Action::WouldSend(b) = a {
+            sent += 1;
+            let r = Report::from_slice(&b).unwrap();
+            kept_a += r.programs[0].counters.contains_key("instrumented/a") as u32;
+            kept_rare += r.programs[0].counters.contains_key("instrumented/rare") as u32;
+        }
+    }
+    let check = |what: &str, got: u32, p: f64| {
+        let sd = (p * (1.0 - p) / n as f64).sqrt();
+        let share = got as f64 / n as f64;
+        eprintln!("{what}: {share:.4} (rate {p}, sd {sd:.4})");
+        assert!(
+            (share - p).abs() <= 4.0 * sd,
+            "{what}: {share} vs {p} ± 4 sd ({sd})"
+        );
+    };
+    check("config fetched (X <= ceiling 0.1)", fetched, 0.1);
+    check("reports sent", sent, 0.1);
+    check("counter at rate 0.1 kept", kept_a, 0.1);
+    check("counter at rate 0.005 kept", kept_rare, 0.005);
+}
+
+#[test]
+fn clean_keeps_the_mode() {
+    let inst = Inst::new();
+    inst.count();
+    assert!(inst.cli(NEXT_WEEK, &["report"]).status.success());
+    let o = inst.cli(NEXT_WEEK, &["view"]);
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.contains("week 2026-11-02") && v.contains("instrumented/a"),
+        "{v}"
+    );
+    assert!(inst.cli(NEXT_WEEK, &["clean"]).status.success());
+    assert!(!inst.dir().join("reports").exists() && !inst.dir().join("counts").exists());
+    assert_eq!(
+        std::fs::read_to_string(inst.dir().join("mode")).unwrap(),
+        "on 2026-11-01\n"
+    );
+    let bad = inst.cli(NEXT_WEEK, &["upload"]);
+    assert!(!bad.status.success());
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
