@@ -33,7 +33,8 @@ fn files() -> Vec<Parsed> {
                 records: 100,
             };
             for i in 0..100u64 {
-                p.counters.insert(format!("bench/counter-{i}:bucket"), i + 1);
+                p.counters
+                    .insert(format!("bench/counter-{i}:bucket"), i + 1);
             }
             p
         })

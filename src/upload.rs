@@ -987,8 +987,8 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
     if let Some(e) = &state.last_sent {
         lines.push(format!("last sent: {}: {}", e.date, e.what));
     }
-    if !pending.is_empty() {
-        lines.push(format!("reports waiting: {}", pending.join(", ")));
+    if !pending.is_empty() && eff.mode == Mode::On {
+        lines.push(format!("reports waiting to be sent: {}", pending.join(", ")));
     }
     if finished {
         lines.push("finished weeks not yet made into reports: yes".into());
