@@ -254,6 +254,16 @@ impl Inst {
     }
     /// Starts this test binary as an instrumented host with upload settings.
     fn host(&self, s: &Server, k: &Key, now: &str, thread: bool) -> std::process::Child {
+        self.host_with(s, k, now, thread, &[])
+    }
+    fn host_with(
+        &self,
+        s: &Server,
+        k: &Key,
+        now: &str,
+        thread: bool,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
         let mut c = self.cmd(&std::env::current_exe().unwrap().display().to_string(), now);
         c.args(["--exact", "host_process", "--nocapture", "--test-threads=1"])
             .env("HOST_PROCESS", "1")
@@ -265,6 +275,7 @@ impl Inst {
         if thread {
             c.env("HOST_THREAD", "1");
         }
+        c.envs(env.iter().copied());
         c.spawn().unwrap()
     }
     fn sent_copy(&self) -> Option<Vec<u8>> {
@@ -346,6 +357,18 @@ fn host_process() {
         t0.elapsed().as_micros(),
         started.mode
     );
+    // A long-running host: stay up (at most HOST_WAIT_MS) until `upload/`
+    // holds a sent copy, so a thread-mode upload can finish.
+    if let Some(ms) = std::env::var("HOST_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let t = Instant::now();
+        let up = started.dir.unwrap().join("upload");
+        while t.elapsed() < Duration::from_millis(ms) && !up.join(format!("{WEEK}.json")).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// The upload child's `main` (only when the uploader runs this binary).
@@ -462,15 +485,18 @@ fn thread_mode_uploads() {
     let srv = Server::start(c, Some(s), Answer::Ok);
     let inst = Inst::new();
     inst.count();
-    // A host that lives a moment: the upload runs in its thread.
-    let mut h = inst.host(&srv, &k, NEXT_WEEK, true);
-    h.wait().unwrap();
-    // The test host exits at once, so the thread may not have finished; a
-    // foreground run completes the job whatever happened.
-    if srv.posts().is_empty() {
-        let o = inst.upload(&srv, &k, &[]);
-        assert!(o.status.success(), "{o:?}");
-    }
+    // A long-running host: the upload runs in its thread.
+    let t0 = Instant::now();
+    let out = inst
+        .host_with(&srv, &k, NEXT_WEEK, true, &[("HOST_WAIT_MS", "10000")])
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        start_micros(&out) < 200_000,
+        "start is not delayed: {out:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(srv.posts().len(), 1);
     assert_eq!(srv.posts()[0], inst.sent_copy().unwrap());
 }
@@ -672,6 +698,19 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
     inst.count();
     assert!(inst.upload(&srv, &k, &[]).status.success());
     assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "before-on");
+    assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
+    // A report whose week ended more than 21 days ago is dropped unsent.
+    let inst = Inst::new();
+    inst.count();
+    let o = inst
+        .cmd(CLI, "2026-12-10T10:00:00Z")
+        .arg("--namespace")
+        .arg("example")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "too-old");
     assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
     // `on` from the environment only: counts from today.
     let inst = Inst::new();
