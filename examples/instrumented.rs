@@ -61,7 +61,11 @@ fn main() -> ExitCode {
 fn stack(name: &str) {
     static DEFAULT: StackCounter = StackCounter::new("instrumented/stack", 8);
     static OTHER: StackCounter = StackCounter::new("instrumented/stack-other", 8);
-    let c = if name == "instrumented/stack-other" { &OTHER } else { &DEFAULT };
+    let c = if name == "instrumented/stack-other" {
+        &OTHER
+    } else {
+        &DEFAULT
+    };
     nested_outer(c);
 }
 

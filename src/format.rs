@@ -171,14 +171,17 @@ impl Meta {
     }
 
     fn decode(text: &[u8]) -> Result<Meta, FormatError> {
-        let text = std::str::from_utf8(text).map_err(|_| FormatError::new("metadata is not UTF-8"))?;
+        let text =
+            std::str::from_utf8(text).map_err(|_| FormatError::new("metadata is not UTF-8"))?;
         let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
         for line in text.lines() {
-            let (k, v) = line
-                .split_once(": ")
-                .ok_or_else(|| FormatError::new(format!("metadata line {line:?} is not 'key: value'")))?;
+            let (k, v) = line.split_once(": ").ok_or_else(|| {
+                FormatError::new(format!("metadata line {line:?} is not 'key: value'"))
+            })?;
             if fields.insert(k, v).is_some() {
-                return Err(FormatError::new(format!("metadata key {k:?} appears twice")));
+                return Err(FormatError::new(format!(
+                    "metadata key {k:?} appears twice"
+                )));
             }
         }
         let get = |k: &str| -> Result<String, FormatError> {
@@ -308,7 +311,9 @@ pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError
         )));
     }
     if bytes[..8] != MAGIC {
-        return Err(FormatError::new("bad magic (not a clearcount counter file)"));
+        return Err(FormatError::new(
+            "bad magic (not a clearcount counter file)",
+        ));
     }
     let version = u32_le(bytes, OFF_VERSION);
     if version != VERSION {
@@ -327,12 +332,16 @@ pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError
     for (off, want, what) in expect {
         let got = u32_le(bytes, off) as usize;
         if got != want {
-            return Err(FormatError::new(format!("{what} is {got}, expected {want}")));
+            return Err(FormatError::new(format!(
+                "{what} is {got}, expected {want}"
+            )));
         }
     }
     let meta_len = u32_le(bytes, OFF_META_LEN) as usize;
     if meta_len > META_MAX {
-        return Err(FormatError::new(format!("metadata length {meta_len} is too large")));
+        return Err(FormatError::new(format!(
+            "metadata length {meta_len} is too large"
+        )));
     }
     let meta_bytes = &bytes[HEADER_LEN..HEADER_LEN + meta_len];
     if checksum(&bytes[..OFF_ALLOC], meta_bytes) != u64_le(bytes, OFF_CHECKSUM) {
@@ -410,8 +419,30 @@ pub struct Parsed {
 /// assert!(parse(&image).is_err());
 /// ```
 pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
-    let header = parse_header(bytes, bytes.len())?;
+    parse_used(bytes, bytes.len())
+}
+
+/// Like [`parse`], for the used part of a file: `bytes` holds at least the
+/// file's first `alloc` bytes (the allocation pointer), `file_len` is the
+/// file's full length. Lets a writer check a file without reading its
+/// unused tail.
+///
+/// ```
+/// use clearcount::format::*;
+/// let m = Meta::new("t", "1", "linux", "x86_64", "2026-11-16".parse().unwrap());
+/// let image = initial_image(&m);
+/// assert!(parse_used(&image[..DATA_OFF], image.len()).is_ok());
+/// assert!(parse_used(&image[..DATA_OFF - 1], image.len()).is_err());
+/// ```
+pub fn parse_used(bytes: &[u8], file_len: usize) -> Result<Parsed, FormatError> {
+    let header = parse_header(bytes, file_len)?;
     let alloc = header.alloc;
+    if bytes.len() < alloc {
+        return Err(FormatError::new(format!(
+            "file ends at {} bytes, before its allocation pointer {alloc}",
+            bytes.len()
+        )));
+    }
     let mut parsed = Parsed {
         meta: header.meta,
         counters: BTreeMap::new(),
@@ -460,18 +491,21 @@ struct Record {
 
 fn check_record(bytes: &[u8], off: usize, alloc: usize) -> Result<Record, FormatError> {
     if off % 8 != 0 || off < DATA_OFF || off + RECORD_HEADER > alloc {
-        return Err(FormatError::new(format!("record offset {off} is out of bounds")));
+        return Err(FormatError::new(format!(
+            "record offset {off} is out of bounds"
+        )));
     }
     let count = u64_le(bytes, off);
     let next = u32_le(bytes, off + 8) as usize;
     let len = u32_le(bytes, off + 12) as usize;
     if len == 0 || len > MAX_RECORD_NAME || off + record_size(len) > alloc {
-        return Err(FormatError::new(format!("record at {off} has a bad name length {len}")));
+        return Err(FormatError::new(format!(
+            "record at {off} has a bad name length {len}"
+        )));
     }
     let name = std::str::from_utf8(&bytes[off + RECORD_HEADER..off + RECORD_HEADER + len])
         .map_err(|_| FormatError::new(format!("record at {off} has a name that is not UTF-8")))?;
-    crate::name::check_any(name)
-        .map_err(|e| FormatError::new(format!("record at {off}: {e}")))?;
+    crate::name::check_any(name).map_err(|e| FormatError::new(format!("record at {off}: {e}")))?;
     Ok(Record {
         count,
         next,
@@ -542,7 +576,12 @@ mod tests {
         // a future version
         let mut future = img.clone();
         future[OFF_VERSION] = 2;
-        assert!(parse(&future).unwrap_err().to_string().contains("version 2"));
+        assert!(
+            parse(&future)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
         // truncated
         assert!(parse(&img[..CHUNK - 1]).is_err());
         // a bad name

@@ -17,7 +17,10 @@ fn temp_path(path: &Path) -> PathBuf {
 fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.flush()
     })();
@@ -41,7 +44,10 @@ pub(crate) fn create_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         Err(_) => {
             // The file system has no hard links: fall back to create_new,
             // which can expose a short file for a moment.
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
             f.write_all(data)
         }
     }
@@ -69,6 +75,10 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"one");
         replace_atomic(&p, b"three").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"three");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporaries left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporaries left"
+        );
     }
 }

@@ -56,7 +56,9 @@ impl FromStr for Mode {
             "off" => Ok(Mode::Off),
             "local" => Ok(Mode::Local),
             "on" => Ok(Mode::On),
-            other => Err(format!("unknown mode {other:?} (expected off, local or on)")),
+            other => Err(format!(
+                "unknown mode {other:?} (expected off, local or on)"
+            )),
         }
     }
 }
@@ -102,7 +104,10 @@ pub struct Effective {
 /// assert_eq!(clearcount::mode::env_var("gopls"), "GOPLS_TELEMETRY");
 /// ```
 pub fn env_var(namespace: &str) -> String {
-    format!("{}_TELEMETRY", namespace.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "{}_TELEMETRY",
+        namespace.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// True when `DO_NOT_TRACK` asks for no telemetry.

@@ -219,9 +219,9 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, NameError> {
         check(pattern)?;
         return Ok(vec![pattern.to_string()]);
     };
-    let inner = inner.strip_suffix('}').ok_or_else(|| {
-        NameError::new(format!("bucket set {pattern:?} does not end with '}}'"))
-    })?;
+    let inner = inner
+        .strip_suffix('}')
+        .ok_or_else(|| NameError::new(format!("bucket set {pattern:?} does not end with '}}'")))?;
     check_base(base)?;
     let mut out = Vec::new();
     for bucket in inner.split(',') {
@@ -244,7 +244,15 @@ mod tests {
 
     #[test]
     fn plain_names() {
-        for good in ["a", "a/b/c", "a-b.c_d", "x:1", "lat:<10ms", "v:>=2", "p/q:a+b"] {
+        for good in [
+            "a",
+            "a/b/c",
+            "a-b.c_d",
+            "x:1",
+            "lat:<10ms",
+            "v:>=2",
+            "p/q:a+b",
+        ] {
             assert!(check(good).is_ok(), "{good}");
         }
         for bad in [

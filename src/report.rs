@@ -214,7 +214,12 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
-        assert!(Report::from_slice(br#"{"week":"2026-11-16","x":0.1,"config":1,"programs":[],"id":"abc"}"#).is_err());
+        assert!(
+            Report::from_slice(
+                br#"{"week":"2026-11-16","x":0.1,"config":1,"programs":[],"id":"abc"}"#
+            )
+            .is_err()
+        );
         let mut r = sample();
         r.week = "2026-11-1".into();
         assert!(r.check().is_err());

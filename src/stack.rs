@@ -28,7 +28,6 @@
 
 use crate::registry::{self, DROP, Entry};
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -41,8 +40,8 @@ pub const MAX_STACKS: usize = 256;
 pub struct StackCounter {
     name: &'static str,
     depth: usize,
-    /// Stacks seen before: hash of the return addresses → entry.
-    seen: Mutex<BTreeMap<u64, &'static Entry>>,
+    /// Stacks seen before: return addresses → entry.
+    seen: Mutex<BTreeMap<Box<[usize]>, &'static Entry>>,
 }
 
 impl std::fmt::Debug for StackCounter {
@@ -98,31 +97,29 @@ impl StackCounter {
         if crate::telemetry::is_off() || self.depth == 0 {
             return;
         }
-        // Capture return addresses: the frames below `marker`, plus a few
-        // spare ones in case leading frames are skipped by name.
-        let want = self.depth + if skip.is_empty() { 0 } else { 16 };
-        let mut frames: Vec<backtrace::Frame> = Vec::with_capacity(want);
+        // Capture return addresses only: finding the function a frame
+        // belongs to costs a table search, so it is done just for the few
+        // frames above `marker`. Spare frames are kept in case leading
+        // frames are skipped by name.
+        let want = (self.depth + if skip.is_empty() { 0 } else { 16 }).min(IPS);
+        let mut ips = [0usize; IPS];
+        let mut n = 0;
         let mut found = false;
         backtrace::trace(|frame| {
             if found {
-                frames.push(frame.clone());
-                return frames.len() < want;
+                ips[n] = frame.ip() as usize;
+                n += 1;
+                return n < want;
             }
-            if frame.symbol_address() as usize == marker {
-                found = true;
-            }
+            found = frame.symbol_address() as usize == marker;
             true
         });
         if !found {
             return;
         }
-        let mut h = FixedState.build_hasher();
-        for f in &frames {
-            h.write_usize(f.ip() as usize);
-        }
-        let key = h.finish();
+        let key = &ips[..n];
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = seen.get(&key) {
+        if let Some(e) = seen.get(key) {
             let e = *e;
             drop(seen);
             e.add(1);
@@ -131,8 +128,19 @@ impl StackCounter {
         if seen.len() >= MAX_STACKS {
             return;
         }
+        // A new stack: walk it again, keeping whole frames to symbolize.
+        let mut frames: Vec<backtrace::Frame> = Vec::with_capacity(want);
+        let mut found = false;
+        backtrace::trace(|frame| {
+            if found {
+                frames.push(frame.clone());
+                return frames.len() < want;
+            }
+            found = frame.symbol_address() as usize == marker;
+            true
+        });
         let entry = self.entry_for(&frames, skip);
-        seen.insert(key, entry);
+        seen.insert(key.into(), entry);
         drop(seen);
         entry.add(1);
     }
@@ -218,16 +226,8 @@ fn is_runtime(func: &str) -> bool {
         || func.starts_with("std::sys_common::backtrace::__rust_begin_short_backtrace")
 }
 
-/// A hasher with fixed keys: stack hashes only need to be stable within the
-/// process.
-struct FixedState;
-
-impl BuildHasher for FixedState {
-    type Hasher = std::collections::hash_map::DefaultHasher;
-    fn build_hasher(&self) -> Self::Hasher {
-        std::collections::hash_map::DefaultHasher::new()
-    }
-}
+/// Room for return addresses: the deepest stack plus spare frames.
+const IPS: usize = MAX_DEPTH + 16;
 
 /// Cleans a symbol name into a frame: printable ASCII, no spaces.
 fn clean(s: &str) -> String {

@@ -7,9 +7,7 @@
 //! goes wrong (no home directory, a read-only disk, a corrupt file) leaves
 //! counting in memory or off, and is described in the returned [`Started`].
 //!
-//! ```
-//! # let dir = tempfile::tempdir().unwrap();
-//! # unsafe { std::env::set_var("CLEARCOUNT_DIR", dir.path()) };
+//! ```no_run
 //! use clearcount::{counter, Telemetry};
 //! let started = Telemetry::new("mytool", "mytool", "1.2.0").start();
 //! counter::inc("mytool/command:build");
@@ -124,11 +122,9 @@ impl Telemetry {
     /// Starts telemetry for this process. Only the first call does anything;
     /// later calls return what the first one did.
     ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # unsafe { std::env::set_var("CLEARCOUNT_DIR", dir.path()) };
+    /// ```no_run
     /// let s = clearcount::Telemetry::new("mytool", "mytool", "1.0").start();
-    /// assert!(s.problem.is_none());
+    /// if let Some(p) = s.problem { eprintln!("telemetry: {p}"); }
     /// ```
     pub fn start(self) -> Started {
         STARTED.get_or_init(|| self.start_once()).clone()
@@ -170,6 +166,7 @@ impl Telemetry {
                 };
                 let _ = std::thread::Builder::new()
                     .name("clearcount-week".into())
+                    .stack_size(64 * 1024)
                     .spawn(move || rotate_forever(ctx));
             }
             Err(e) => {
@@ -212,8 +209,13 @@ fn turn_off() {
 }
 
 fn open_week(dir: &Path, t: &Telemetry) -> std::io::Result<(&'static CountFile, chrono::Weekday)> {
-    std::fs::create_dir_all(dir)?;
-    let weekday = crate::week::load_or_create_start(dir)?;
+    let weekday = match crate::week::read_start(dir) {
+        Some(day) => day,
+        None => {
+            std::fs::create_dir_all(dir)?;
+            crate::week::load_or_create_start(dir)?
+        }
+    };
     let begin = crate::week::week_begin(crate::clock::today(), weekday);
     let meta = Meta::new(
         &t.program,

@@ -988,7 +988,10 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
         lines.push(format!("last sent: {}: {}", e.date, e.what));
     }
     if !pending.is_empty() && eff.mode == Mode::On {
-        lines.push(format!("reports waiting to be sent: {}", pending.join(", ")));
+        lines.push(format!(
+            "reports waiting to be sent: {}",
+            pending.join(", ")
+        ));
     }
     if finished {
         lines.push("finished weeks not yet made into reports: yes".into());

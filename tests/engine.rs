@@ -72,7 +72,11 @@ fn many_processes_same_file_exact_totals() {
     // directory, the week-start file and the counter file.
     let mut children = Vec::new();
     for i in 0..12 {
-        let name = if i % 2 == 0 { "shared/hot".to_string() } else { format!("own/p{i}") };
+        let name = if i % 2 == 0 {
+            "shared/hot".to_string()
+        } else {
+            format!("own/p{i}")
+        };
         children.push(
             tool(dir.path())
                 .args(["inc", &name, "20000"])
@@ -97,7 +101,13 @@ fn many_processes_same_file_exact_totals() {
 fn sigkill_mid_counting_leaves_a_parsable_file() {
     let dir = tempfile::tempdir().unwrap();
     // Warm: create the file first so the kill lands in the counting loop.
-    assert!(tool(dir.path()).args(["inc", "warm"]).status().unwrap().success());
+    assert!(
+        tool(dir.path())
+            .args(["inc", "warm"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let asked: u64 = 2_000_000_000;
     for round in 0..3 {
         let mut child = tool(dir.path())
@@ -113,7 +123,13 @@ fn sigkill_mid_counting_leaves_a_parsable_file() {
         assert!(got > 0, "nothing was counted before the kill");
     }
     // The file is still usable by a new process.
-    assert!(tool(dir.path()).args(["inc", "after", "3"]).status().unwrap().success());
+    assert!(
+        tool(dir.path())
+            .args(["inc", "after", "3"])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(merged(dir.path())["after"], 3);
 }
 
@@ -136,12 +152,17 @@ fn child_grower() {
 
 fn run_child(name: &str, dir: &Path, extra: &[(&str, &str)]) -> std::process::Child {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args([&format!("child_{name}"), "--exact", "--nocapture", "--test-threads=1"])
-        .env("ENGINE_CHILD", name)
-        .env("CLEARCOUNT_DIR", dir)
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("EXAMPLE_TELEMETRY")
-        .stdout(Stdio::null());
+    c.args([
+        &format!("child_{name}"),
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ENGINE_CHILD", name)
+    .env("CLEARCOUNT_DIR", dir)
+    .env_remove("DO_NOT_TRACK")
+    .env_remove("EXAMPLE_TELEMETRY")
+    .stdout(Stdio::null());
     for (k, v) in extra {
         c.env(k, v);
     }
@@ -201,14 +222,19 @@ fn long_running_process_moves_to_next_week() {
     // 2026-11-23 is a Monday.
     let child = {
         let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args(["child_long_runner", "--exact", "--nocapture", "--test-threads=1"])
-            .env("ENGINE_CHILD", "long")
-            .env("CLEARCOUNT_DIR", dir.path())
-            .env("CLEARCOUNT_NOW", "2026-11-22T23:59:58.500Z")
-            .env_remove("DO_NOT_TRACK")
-            .env_remove("EXAMPLE_TELEMETRY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.args([
+            "child_long_runner",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ENGINE_CHILD", "long")
+        .env("CLEARCOUNT_DIR", dir.path())
+        .env("CLEARCOUNT_NOW", "2026-11-22T23:59:58.500Z")
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("EXAMPLE_TELEMETRY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         c.spawn().unwrap()
     };
     let out = child.wait_with_output().unwrap();
@@ -222,12 +248,19 @@ fn long_running_process_moves_to_next_week() {
         .parse()
         .unwrap();
     let files = counts(dir.path());
-    let weeks: Vec<String> = files.iter().map(|(_, p)| p.meta.week_begin.to_string()).collect();
+    let weeks: Vec<String> = files
+        .iter()
+        .map(|(_, p)| p.meta.week_begin.to_string())
+        .collect();
     assert_eq!(weeks, ["2026-11-16", "2026-11-23"], "{files:?}");
     let before = files[0].1.counters["long/tick"];
     let after = files[1].1.counters["long/tick"];
     assert!(before > 0 && after > 0, "{before} {after}");
-    assert_eq!(before + after, ticks, "no count lost or doubled at the switch");
+    assert_eq!(
+        before + after,
+        ticks,
+        "no count lost or doubled at the switch"
+    );
 }
 
 #[test]
@@ -253,7 +286,10 @@ fn new_process_in_a_new_week_uses_a_new_file() {
         .iter()
         .map(|(_, p)| (p.meta.week_begin.to_string(), p.counters["w/x"]))
         .collect();
-    assert_eq!(got, [("2026-11-12".to_string(), 1), ("2026-11-19".to_string(), 6)]);
+    assert_eq!(
+        got,
+        [("2026-11-12".to_string(), 1), ("2026-11-19".to_string(), 6)]
+    );
 }
 
 #[test]
@@ -271,7 +307,11 @@ fn off_writes_nothing() {
             .status()
             .unwrap();
         assert!(ok.success());
-        let ok = tool(&dir).env(var, val).args(["stack", "x"]).status().unwrap();
+        let ok = tool(&dir)
+            .env(var, val)
+            .args(["stack", "x"])
+            .status()
+            .unwrap();
         assert!(ok.success());
         assert!(!dir.exists(), "{var}={val} created {}", dir.display());
     }
@@ -306,7 +346,10 @@ fn unusable_directory_does_not_hurt_the_host() {
     let file = base.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     // The telemetry directory would be inside a regular file.
-    let out = tool(&file.join("sub")).args(["inc", "x", "5"]).output().unwrap();
+    let out = tool(&file.join("sub"))
+        .args(["inc", "x", "5"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout, b"");
 }
@@ -322,27 +365,42 @@ fn hostile_files_are_set_aside_and_counting_goes_on() {
     let damages: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
         ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(100))),
         ("empty", Box::new(|b: &mut Vec<u8>| b.clear())),
-        ("garbage", Box::new(|b: &mut Vec<u8>| {
-            for (i, x) in b.iter_mut().enumerate() {
-                *x = (i * 7 + 3) as u8;
-            }
-        })),
+        (
+            "garbage",
+            Box::new(|b: &mut Vec<u8>| {
+                for (i, x) in b.iter_mut().enumerate() {
+                    *x = (i * 7 + 3) as u8;
+                }
+            }),
+        ),
         ("future-version", Box::new(|b: &mut Vec<u8>| b[8] = 9)),
-        ("huge-alloc", Box::new(|b: &mut Vec<u8>| b[40..48].copy_from_slice(&u64::MAX.to_le_bytes()))),
-        ("chain-loop", Box::new(|b: &mut Vec<u8>| {
-            // Point every table slot at the first record, whose next points to itself.
-            let first = format::DATA_OFF as u32;
-            for s in 0..format::SLOTS {
-                let o = format::TABLE_OFF + 4 * s;
-                b[o..o + 4].copy_from_slice(&first.to_le_bytes());
-            }
-            let n = format::DATA_OFF + 8;
-            b[n..n + 4].copy_from_slice(&first.to_le_bytes());
-        })),
+        (
+            "huge-alloc",
+            Box::new(|b: &mut Vec<u8>| b[40..48].copy_from_slice(&u64::MAX.to_le_bytes())),
+        ),
+        (
+            "chain-loop",
+            Box::new(|b: &mut Vec<u8>| {
+                // Point every table slot at the first record, whose next points to itself.
+                let first = format::DATA_OFF as u32;
+                for s in 0..format::SLOTS {
+                    let o = format::TABLE_OFF + 4 * s;
+                    b[o..o + 4].copy_from_slice(&first.to_le_bytes());
+                }
+                let n = format::DATA_OFF + 8;
+                b[n..n + 4].copy_from_slice(&first.to_le_bytes());
+            }),
+        ),
     ];
     for (what, damage) in damages {
         let dir = tempfile::tempdir().unwrap();
-        assert!(tool(dir.path()).args(["inc", "h/a", "2"]).status().unwrap().success());
+        assert!(
+            tool(dir.path())
+                .args(["inc", "h/a", "2"])
+                .status()
+                .unwrap()
+                .success()
+        );
         let path = week_file(dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
         damage(&mut bytes);
@@ -350,8 +408,16 @@ fn hostile_files_are_set_aside_and_counting_goes_on() {
         let out = tool(dir.path()).args(["inc", "h/b", "3"]).output().unwrap();
         assert!(out.status.success(), "{what}: {out:?}");
         let m = merged(dir.path());
-        assert_eq!(m.get("h/b"), Some(&3), "{what}: counting goes on in a fresh file");
-        assert_eq!(m.get("h/a"), None, "{what}: the damaged file's counts are not trusted");
+        assert_eq!(
+            m.get("h/b"),
+            Some(&3),
+            "{what}: counting goes on in a fresh file"
+        );
+        assert_eq!(
+            m.get("h/a"),
+            None,
+            "{what}: the damaged file's counts are not trusted"
+        );
         let aside = std::fs::read_dir(dir.path().join("example").join("corrupt"))
             .map(|r| r.count())
             .unwrap_or(0);
@@ -362,7 +428,13 @@ fn hostile_files_are_set_aside_and_counting_goes_on() {
 #[test]
 fn garbage_past_the_allocation_pointer_is_harmless() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(tool(dir.path()).args(["inc", "h/a", "2"]).status().unwrap().success());
+    assert!(
+        tool(dir.path())
+            .args(["inc", "h/a", "2"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let path = week_file(dir.path());
     let mut bytes = std::fs::read(&path).unwrap();
     let alloc = u64::from_le_bytes(bytes[40..48].try_into().unwrap()) as usize;
@@ -371,7 +443,13 @@ fn garbage_past_the_allocation_pointer_is_harmless() {
     }
     bytes.extend(std::iter::repeat_n(0xff, 70_000));
     std::fs::write(&path, &bytes).unwrap();
-    assert!(tool(dir.path()).args(["inc", "h/b", "3"]).status().unwrap().success());
+    assert!(
+        tool(dir.path())
+            .args(["inc", "h/b", "3"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let m = merged(dir.path());
     assert_eq!((m["h/a"], m["h/b"]), (2, 3));
 }
@@ -391,7 +469,13 @@ fn invalid_names_are_refused_without_panic() {
 fn stack_counter_records_function_names_and_line_offsets() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..3 {
-        assert!(tool(dir.path()).args(["stack", "x"]).status().unwrap().success());
+        assert!(
+            tool(dir.path())
+                .args(["stack", "x"])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let files = counts(dir.path());
     let stacks = &files[0].1.stacks;
@@ -400,10 +484,22 @@ fn stack_counter_records_function_names_and_line_offsets() {
     assert_eq!(*n, 3);
     let lines: Vec<&str> = name.lines().collect();
     assert_eq!(lines[0], "instrumented/stack");
-    assert!(lines[1].starts_with("instrumented::nested_inner:+"), "{name}");
-    assert!(lines[2].starts_with("instrumented::nested_outer:+"), "{name}");
-    assert!(lines.iter().any(|l| l.starts_with("instrumented::main:")), "{name}");
-    assert!(!name.contains('/') || !name[lines[0].len()..].contains('/'), "no paths: {name}");
+    assert!(
+        lines[1].starts_with("instrumented::nested_inner:+"),
+        "{name}"
+    );
+    assert!(
+        lines[2].starts_with("instrumented::nested_outer:+"),
+        "{name}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("instrumented::main:")),
+        "{name}"
+    );
+    assert!(
+        !name.contains('/') || !name[lines[0].len()..].contains('/'),
+        "no paths: {name}"
+    );
     assert!(lines.len() <= 9, "depth 8: {name}");
 }
 
@@ -411,19 +507,27 @@ fn stack_counter_records_function_names_and_line_offsets() {
 fn file_truncated_under_a_running_process() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["child_long_runner", "--exact", "--nocapture", "--test-threads=1"])
-        .env("ENGINE_CHILD", "long")
-        .env("CLEARCOUNT_DIR", dir.path())
-        .env_remove("CLEARCOUNT_NOW")
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("EXAMPLE_TELEMETRY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "child_long_runner",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ENGINE_CHILD", "long")
+    .env("CLEARCOUNT_DIR", dir.path())
+    .env_remove("CLEARCOUNT_NOW")
+    .env_remove("DO_NOT_TRACK")
+    .env_remove("EXAMPLE_TELEMETRY")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     let counts_dir = dir.path().join("example").join("counts");
     let deadline = Instant::now() + Duration::from_secs(2);
     let file = loop {
-        if let Some(e) = std::fs::read_dir(&counts_dir).ok().and_then(|mut r| r.next()) {
+        if let Some(e) = std::fs::read_dir(&counts_dir)
+            .ok()
+            .and_then(|mut r| r.next())
+        {
             break e.unwrap().path();
         }
         assert!(Instant::now() < deadline, "no counter file appeared");
@@ -431,10 +535,21 @@ fn file_truncated_under_a_running_process() {
     };
     std::thread::sleep(Duration::from_millis(300));
     // Another program cuts the file while the child is incrementing into it.
-    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "the host survives: {out:?}");
     // The next process sets the empty file aside and counts again.
-    assert!(tool(dir.path()).args(["inc", "t/after", "2"]).status().unwrap().success());
+    assert!(
+        tool(dir.path())
+            .args(["inc", "t/after", "2"])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(merged(dir.path())["t/after"], 2);
 }

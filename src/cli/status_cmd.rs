@@ -79,7 +79,8 @@ pub fn read_file(path: &Path) -> Result<Parsed, String> {
 }
 
 fn telemetry_dir(ns: &str) -> Result<PathBuf, String> {
-    crate::dirs::telemetry_dir(ns).ok_or_else(|| "no home directory: cannot locate telemetry".into())
+    crate::dirs::telemetry_dir(ns)
+        .ok_or_else(|| "no home directory: cannot locate telemetry".into())
 }
 
 /// Prints the status of a namespace.
@@ -131,7 +132,10 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
             .map(|d| format!(", uploads weeks from {d} on"))
             .unwrap_or_default()
     );
-    println!("turn off:   clearcount --namespace {ns} off, or {}=off, or DO_NOT_TRACK=1", mode::env_var(ns));
+    println!(
+        "turn off:   clearcount --namespace {ns} off, or {}=off, or DO_NOT_TRACK=1",
+        mode::env_var(ns)
+    );
     println!("directory:  {}", dir.display());
     match week.begin {
         Some(b) => println!("this week:  {b} to {}", b + chrono::Days::new(7)),
@@ -203,7 +207,11 @@ pub fn dump(files: &[PathBuf], json: bool) -> Result<(), String> {
         }
     }
     if json {
-        let v = if out.len() == 1 { out.remove(0) } else { Value::Array(out) };
+        let v = if out.len() == 1 {
+            out.remove(0)
+        } else {
+            Value::Array(out)
+        };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     Ok(())
@@ -221,10 +229,15 @@ pub fn set_mode(ns: &str, m: Mode) -> Result<(), String> {
     let eff = mode::effective(ns, Some(&dir), Mode::Local);
     println!("telemetry mode for {ns} set to {m}");
     if eff.mode != m {
-        println!("note: {} is in force for now (from the {})", eff.mode, eff.source);
+        println!(
+            "note: {} is in force for now (from the {})",
+            eff.mode, eff.source
+        );
     }
     if m == Mode::On {
-        println!("weeks that begin from today on may be uploaded; see `clearcount --namespace {ns} report --dry-run`");
+        println!(
+            "weeks that begin from today on may be uploaded; see `clearcount --namespace {ns} report --dry-run`"
+        );
     }
     Ok(())
 }

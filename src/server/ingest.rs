@@ -9,7 +9,7 @@ use crate::config::CollectionConfig;
 use crate::report::Report;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,7 +139,24 @@ fn text(status: StatusCode, msg: &str) -> Response {
 }
 
 /// The `POST /upload` handler.
-pub(crate) async fn upload(State(state): State<Arc<AppState>>, body: Body) -> Response {
+pub(crate) async fn upload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("report too large: more than {MAX_BODY} bytes"),
+        )
+    };
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
         Err(_) => {
@@ -148,11 +165,11 @@ pub(crate) async fn upload(State(state): State<Arc<AppState>>, body: Body) -> Re
                 "report body not received in time",
             );
         }
-        Ok(Err(_)) => {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("report too large: more than {MAX_BODY} bytes"),
-            );
+        Ok(Err(e)) => {
+            if e.to_string().contains("length limit") {
+                return too_large();
+            }
+            return text(StatusCode::BAD_REQUEST, "the report body could not be read");
         }
         Ok(Ok(b)) => b,
     };

@@ -123,7 +123,8 @@ fn merge_week_blocking(
                 };
                 match Report::from_slice(&bytes) {
                     Ok(r) if r.week == week => {
-                        out.write_all(&bytes)?;
+                        // Canonical bytes: one line, whatever the file held.
+                        out.write_all(&r.to_bytes())?;
                         out.write_all(b"\n")?;
                         stats.reports += 1;
                     }
