@@ -190,10 +190,7 @@ impl CountFile {
             if off == 0 {
                 let rec = match mine {
                     Some(r) => r,
-                    None => match self.allocate(bytes) {
-                        Some(r) => r,
-                        None => return None,
-                    },
+                    None => self.allocate(bytes)?,
                 };
                 mine = Some(rec);
                 match link.compare_exchange(0, rec as u32, Ordering::AcqRel, Ordering::Acquire) {
@@ -208,7 +205,7 @@ impl CountFile {
             let Some(limit) = self.limit() else {
                 return self.fail();
             };
-            if off % 8 != 0 || off < DATA_OFF || off + RECORD_HEADER > limit {
+            if !off.is_multiple_of(8) || off < DATA_OFF || off + RECORD_HEADER > limit {
                 return self.fail();
             }
             let len = map.u32_at(off + 12)?.load(Ordering::Acquire) as usize;

@@ -349,7 +349,7 @@ pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError
     }
     let meta = Meta::decode(meta_bytes)?;
     let alloc = u64_le(bytes, OFF_ALLOC);
-    if alloc < DATA_OFF as u64 || alloc > file_len as u64 || alloc % 8 != 0 {
+    if alloc < DATA_OFF as u64 || alloc > file_len as u64 || !alloc.is_multiple_of(8) {
         return Err(FormatError::new(format!(
             "allocation pointer {alloc} is outside the data area"
         )));
@@ -490,7 +490,7 @@ struct Record {
 }
 
 fn check_record(bytes: &[u8], off: usize, alloc: usize) -> Result<Record, FormatError> {
-    if off % 8 != 0 || off < DATA_OFF || off + RECORD_HEADER > alloc {
+    if !off.is_multiple_of(8) || off < DATA_OFF || off + RECORD_HEADER > alloc {
         return Err(FormatError::new(format!(
             "record offset {off} is out of bounds"
         )));

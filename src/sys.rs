@@ -60,7 +60,7 @@ impl SharedMap {
     pub(crate) fn map(file: &File, len: usize) -> std::io::Result<&'static SharedMap> {
         let raw = memmap2::MmapOptions::new().len(len).map_raw(file)?;
         let base = raw.as_mut_ptr();
-        if (base as usize) % 8 != 0 {
+        if !(base as usize).is_multiple_of(8) {
             return Err(std::io::Error::other("mapping is not 8-byte aligned"));
         }
         // A process maps one file a week; past the guard's capacity (only
@@ -75,7 +75,7 @@ impl SharedMap {
     }
 
     fn in_bounds(&self, off: usize, size: usize, align: usize) -> bool {
-        off % align == 0 && off.checked_add(size).is_some_and(|end| end <= self.len)
+        off.is_multiple_of(align) && off.checked_add(size).is_some_and(|end| end <= self.len)
     }
 
     /// The `u64` at `off`, as an atomic; `None` if out of bounds or unaligned.

@@ -205,7 +205,7 @@ fn child_long_runner() {
     while start.elapsed() < Duration::from_millis(3000) {
         TICK.inc();
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -362,7 +362,8 @@ fn week_file(dir: &Path) -> PathBuf {
 
 #[test]
 fn hostile_files_are_set_aside_and_counting_goes_on() {
-    let damages: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let damages: Vec<(&str, Damage)> = vec![
         ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(100))),
         ("empty", Box::new(|b: &mut Vec<u8>| b.clear())),
         (
