@@ -122,6 +122,11 @@ impl Telemetry {
     /// Starts telemetry for this process. Only the first call does anything;
     /// later calls return what the first one did.
     ///
+    /// Call it first thing in `main`, before the program does anything else:
+    /// the background uploader re-runs the program's executable as a
+    /// detached child, and that child stops inside `start` (it never returns
+    /// to `main`).
+    ///
     /// ```no_run
     /// let s = clearcount::Telemetry::new("mytool", "mytool", "1.0").start();
     /// if let Some(p) = s.problem { eprintln!("telemetry: {p}"); }
@@ -131,6 +136,16 @@ impl Telemetry {
     }
 
     fn start_once(&self) -> Started {
+        let started = self.start_counting();
+        // Always reached, whatever the mode: an upload child must stop here
+        // (it never runs the host's `main`), even if the user turned
+        // telemetry off in the meantime.
+        #[cfg(feature = "upload")]
+        crate::upload::on_start(self, &started);
+        started
+    }
+
+    fn start_counting(&self) -> Started {
         let mut started = Started {
             mode: Mode::Off,
             dir: None,
@@ -176,8 +191,6 @@ impl Telemetry {
                 ));
             }
         }
-        #[cfg(feature = "upload")]
-        crate::upload::on_start(self, &started);
         started
     }
 }
