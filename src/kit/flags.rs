@@ -1,0 +1,196 @@
+//! Flag counting: which command-line flags and subcommands a run used,
+//! never their values.
+//!
+//! * [`count_matches`] (programs built on clap) counts
+//!   `<program>/flag:<long name>` once for each flag or option the user
+//!   gave on the command line (not defaults, not environment variables),
+//!   and `<program>/command:<path>` for the subcommand path, its parts
+//!   joined with `.` (`mytool/command:telemetry.status`: `/` is not allowed
+//!   in a bucket).
+//! * [`count_args`] (plain `std::env::args_os`) counts
+//!   `<program>/flag:<name>` for the flags of an allow-list; any other flag
+//!   counts as `<program>/flag:other`.
+//!
+//! Only names taken from the program's own definitions (the clap command or
+//! the allow-list) are ever recorded, never text the user typed: values,
+//! positional arguments and unknown flags cannot reach a counter name. A
+//! name that breaks the naming grammar is counted as `other`. Each name is
+//! counted once per call, however often the flag was repeated.
+//!
+//! Declare the counters as bucket sets, e.g.
+//! `mytool/flag:{verbose,jobs,release,other}` and
+//! `mytool/command:{build,telemetry.status,...}`.
+//!
+//! ```
+//! let counted = clearcount::kit::flags::count_args(
+//!     "mytool",
+//!     ["--verbose", "--name=secret", "input.txt"],
+//!     &["verbose", "jobs"],
+//! );
+//! assert_eq!(counted, ["mytool/flag:other", "mytool/flag:verbose"]);
+//! ```
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Command};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+
+/// The bucket used for flags and commands that cannot be named.
+pub const OTHER: &str = "other";
+
+/// `<program>/<kind>:<name>`, or `<program>/<kind>:other` if that breaks
+/// the grammar.
+fn counter_name(program: &str, kind: &str, name: &str) -> String {
+    let full = format!("{program}/{kind}:{name}");
+    if crate::name::check(&full).is_ok() {
+        full
+    } else {
+        format!("{program}/{kind}:{OTHER}")
+    }
+}
+
+/// Counts the flags and the subcommand path of a clap command line. `cmd`
+/// is the command the matches came from (`Cli::command()` with
+/// `clap::CommandFactory` for derive): names are taken from it (a flag's
+/// long name, else its short letter, else its id), never from the command
+/// line. Returns the counter names it counted, sorted.
+///
+/// ```
+/// use clap::{Arg, ArgAction, Command};
+/// let cmd = Command::new("mytool")
+///     .arg(Arg::new("verbose").long("verbose").action(ArgAction::SetTrue))
+///     .subcommand(Command::new("build").arg(Arg::new("jobs").long("jobs").default_value("4"))
+///         .arg(Arg::new("name").long("name")));
+/// let m = cmd.clone().get_matches_from(["mytool", "--verbose", "build", "--name", "s3cret"]);
+/// let counted = clearcount::kit::flags::count_matches("mytool", &cmd, &m);
+/// assert_eq!(counted, ["mytool/command:build", "mytool/flag:name", "mytool/flag:verbose"]);
+/// ```
+pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    let mut path: Vec<&str> = Vec::new();
+    // Commands from the root down to the current level: a global argument
+    // is defined on an ancestor but shows up in the subcommand's matches.
+    let mut levels: Vec<&Command> = vec![cmd];
+    let mut m = matches;
+    loop {
+        for id in m.ids() {
+            let id = id.as_str();
+            if m.value_source(id) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let Some(arg) = levels
+                .iter()
+                .rev()
+                .find_map(|c| c.get_arguments().find(|a| a.get_id() == id))
+            else {
+                continue; // a group, or not ours
+            };
+            if arg.is_positional() {
+                continue;
+            }
+            let flag = match (arg.get_long(), arg.get_short()) {
+                (Some(l), _) => l.to_string(),
+                (None, Some(s)) => s.to_string(),
+                (None, None) => id.to_string(),
+            };
+            names.insert(counter_name(program, "flag", &flag));
+        }
+        let Some((sub, sub_m)) = m.subcommand() else {
+            break;
+        };
+        let here = levels.last().copied().unwrap_or(cmd);
+        match here.find_subcommand(sub) {
+            Some(sc) => {
+                path.push(sc.get_name());
+                levels.push(sc);
+                m = sub_m;
+            }
+            None => {
+                // An external subcommand: its name is the user's text.
+                path.push(OTHER);
+                break;
+            }
+        }
+    }
+    if !path.is_empty() {
+        names.insert(counter_name(program, "command", &path.join(".")));
+    }
+    for n in &names {
+        crate::counter::inc(n);
+    }
+    names.into_iter().collect()
+}
+
+/// Counts the flags among `args` (the arguments after the program name,
+/// e.g. `std::env::args_os().skip(1)`): `--name`, `--name=value` and
+/// `-n` count as `<program>/flag:<name>` when `name` is in `known_flags`
+/// (given with or without leading dashes), and as `<program>/flag:other`
+/// otherwise. Values, positional arguments and everything after `--` are
+/// never looked at. Returns the counter names it counted, sorted.
+///
+/// ```
+/// let counted = clearcount::kit::flags::count_args(
+///     "mytool",
+///     ["-v", "--jobs", "8", "--", "--not-a-flag"],
+///     &["--jobs", "-v"],
+/// );
+/// assert_eq!(counted, ["mytool/flag:jobs", "mytool/flag:v"]);
+/// ```
+pub fn count_args<I, S>(program: &str, args: I, known_flags: &[&str]) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let known: BTreeSet<&str> = known_flags
+        .iter()
+        .map(|f| f.trim_start_matches('-'))
+        .filter(|f| !f.is_empty())
+        .collect();
+    let mut names = BTreeSet::new();
+    let mut found = |flag: &str| {
+        let name = match known.get(flag) {
+            Some(k) => counter_name(program, "flag", k),
+            None => counter_name(program, "flag", OTHER),
+        };
+        names.insert(name);
+    };
+    for arg in args {
+        let arg = arg.as_ref().to_string_lossy();
+        if arg == "--" {
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            found(long.split_once('=').map_or(long, |(n, _)| n));
+        } else if let Some(short) = arg.strip_prefix('-') {
+            let mut chars = short.chars();
+            match chars.next() {
+                // `-` alone (stdin) or a negative number: not a flag.
+                None => {}
+                Some(c) if c.is_ascii_digit() || c == '.' => {}
+                Some(c) => {
+                    let mut buf = [0u8; 4];
+                    let first: &str = c.encode_utf8(&mut buf);
+                    let rest = chars.as_str();
+                    let all_known = rest.chars().all(|r| {
+                        let mut b = [0u8; 4];
+                        known.contains(&*r.encode_utf8(&mut b))
+                    });
+                    if !rest.is_empty() && known.contains(first) && all_known {
+                        // `-vq`: several known short flags.
+                        for r in short.chars() {
+                            let mut b = [0u8; 4];
+                            found(r.encode_utf8(&mut b));
+                        }
+                    } else {
+                        // `-v` or `-ofile` (the rest may be a value).
+                        found(first);
+                    }
+                }
+            }
+        }
+    }
+    for n in &names {
+        crate::counter::inc(n);
+    }
+    names.into_iter().collect()
+}

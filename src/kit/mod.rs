@@ -1,0 +1,31 @@
+//! The toolchain integration kit: what a toolchain needs, beyond counting,
+//! to adopt clearcount in an afternoon and give its users the same controls
+//! everywhere.
+//!
+//! | module | what | feature |
+//! |---|---|---|
+//! | [`panic`] | an opt-in panic hook that counts `crash/panic` with the panicking stack | none |
+//! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
+//! | [`notice`] | the first-run notice, once per installation | none |
+//! | `flags` | which flags and subcommands were used, never their values | `kit` |
+//! | `subcommand` | `mytool telemetry on\|off\|local\|status\|view\|report\|upload\|clean` | `cli` |
+//!
+//! `examples/toolchain.rs` uses every helper.
+//!
+//! ```
+//! use clearcount::kit::histogram::Histogram;
+//! static BUILD_TIME: Histogram = Histogram::durations_ms("mytool/build-time", &[10, 100, 1000]);
+//! clearcount::kit::panic::install(16);
+//! BUILD_TIME.record(42);
+//! assert_eq!(BUILD_TIME.declaration(), "mytool/build-time:{<10ms,<100ms,<1s,>=1s}");
+//! ```
+
+pub mod histogram;
+pub mod notice;
+pub mod panic;
+
+#[cfg(feature = "kit")]
+pub mod flags;
+
+#[cfg(feature = "cli")]
+pub mod subcommand;
