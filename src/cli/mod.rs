@@ -12,6 +12,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod config_cmd;
+pub mod demo_cmd;
 pub mod report_cmd;
 pub mod serve_cmd;
 pub mod status_cmd;
@@ -59,6 +60,13 @@ pub enum Command {
     /// Check, sign and verify the collection config.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the collection server and public archive.
+    Serve(serve_cmd::ServeArgs),
+    /// Rebuild the weekly archive files of a server's data.
+    Merge(serve_cmd::MergeArgs),
+    /// The whole flow on this machine: server, simulated installations,
+    /// uploads, archive, charts.
+    Demo(demo_cmd::DemoArgs),
     /// Show this week's counters and past reports.
     View,
     /// Make reports of finished weeks; --dry-run prints the bytes that would be sent.
@@ -101,6 +109,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Off => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Off),
         Command::Local => status_cmd::set_mode(&need_namespace(&ns)?, crate::mode::Mode::Local),
         Command::Config(c) => config_cmd::run(c),
+        Command::Serve(a) => serve_cmd::run_serve(a),
+        Command::Merge(a) => serve_cmd::run_merge(a),
+        Command::Demo(a) => demo_cmd::run(a),
         Command::View => report_cmd::view(&need_namespace(&ns)?),
         Command::Report { dry_run, up } => report_cmd::report(&need_namespace(&ns)?, dry_run, &up),
         Command::Upload(up) => report_cmd::upload(&need_namespace(&ns)?, &up),
