@@ -2,8 +2,8 @@
 //!
 //! Group `panic_hook`: the same function call (slice indexing and an
 //! `expect`, code that can panic but does not), before and after
-//! `kit::panic::install`: the hook is only reached when a panic happens,
-//! so both must be the same. Then, for scale, a caught panic with a silent
+//! `kit::panic::install`, and after the hook is taken out again: the hook
+//! is only reached when a panic happens, so all three must be the same. Then, for scale, a caught panic with a silent
 //! hook, before and after the panic counter is chained in front of it.
 //!
 //! Group `histogram`: `Histogram::record` and `record_duration`, against a
@@ -89,6 +89,16 @@ fn main() {
     g.bench_function("caught_panic_with_hook", |b| {
         b.iter(|| std::panic::catch_unwind(|| panics(black_box(1))).is_err())
     });
+    // The hook taken out again: the spread between the three call figures
+    // is the noise of the machine.
+    let hook = std::panic::take_hook();
+    g.bench_function("call_without_hook_again", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            work(black_box(&data), black_box(i))
+        })
+    });
+    std::panic::set_hook(hook);
     g.finish();
 
     let mut g = c.benchmark_group("histogram");
