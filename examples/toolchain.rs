@@ -27,7 +27,7 @@
 //! question = "Which subcommands are used?"
 //!
 //! [[counter]]
-//! name = "mytool/flag:{verbose,release,jobs,name,work-ms,json,dry-run,other}"
+//! name = "mytool/flag:{verbose,release,jobs,j,name,work-ms,json,dry-run,upload-url,config-url,public-key,ceiling,timeout,other}"
 //! kind = "plain"
 //! description = "One count per run for each flag given on the command line. Never its value."
 //! question = "Which flags are used, and which could go?"

@@ -596,3 +596,53 @@ fn flag_matching_in_process() {
     let got = clearcount::kit::flags::count_args("mytool", [SECRET, "plain"], &["x"]);
     assert!(got.is_empty());
 }
+
+/// Every counter the tool counts is declared in the counters file its docs
+/// give (`config/counters/mytool.toml`), so none is lost to the config.
+#[test]
+fn every_counted_name_is_declared() {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/toolchain.rs"),
+    )
+    .unwrap();
+    let mut declared = std::collections::BTreeSet::new();
+    for line in src.lines() {
+        if let Some(pat) = line
+            .strip_prefix("//! name = \"")
+            .and_then(|l| l.strip_suffix('"'))
+        {
+            declared.extend(clearcount::name::expand(pat).unwrap());
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_ok(
+        dir,
+        &[
+            "-v",
+            "build",
+            "--release",
+            "-j",
+            "2",
+            "--name",
+            "n",
+            "--work-ms",
+            "1",
+        ],
+    );
+    run_ok(dir, &["legacy", "--verbose", "-j", "--what"]);
+    run(dir, &["crash"]);
+    run_ok(dir, &["telemetry", "status", "--json"]);
+    run_ok(dir, &["telemetry", "view"]);
+    run(dir, &["telemetry", "report", "--dry-run", "--timeout", "1"]);
+    let (plain, stacks) = counts(dir);
+    for name in plain.keys() {
+        assert!(declared.contains(name), "{name:?} is not declared");
+    }
+    for name in stacks.keys() {
+        assert!(
+            declared.contains(clearcount::name::stack_counter(name)),
+            "{name:?}"
+        );
+    }
+}
