@@ -132,7 +132,9 @@ fn mode_now(namespace: &str, dir: Option<&std::path::Path>) -> Mode {
 }
 
 /// The default notice text for `namespace`, whose program is run as
-/// `command` (e.g. `mytool`).
+/// `command` (e.g. `mytool`). It points at `<command> telemetry view` and
+/// `<command> telemetry off`: the toolchain mounts the `telemetry`
+/// subcommand (`kit::subcommand`), or passes its own text.
 ///
 /// ```
 /// let t = clearcount::kit::notice::default_text("mytool", "mytool");
