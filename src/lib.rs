@@ -123,5 +123,5 @@ pub mod upload;
 #[cfg(feature = "server")]
 pub mod server;
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "kit")]
 pub mod cli;

@@ -7,7 +7,7 @@
 //! pseudo-terminal); where it is missing those parts are skipped, said on
 //! stderr.
 
-#![cfg(feature = "cli")]
+#![cfg(feature = "kit")]
 
 use clearcount::format;
 use clearcount::kit::histogram::{Histogram, Unit};

@@ -9,15 +9,20 @@
 //! std::process::exit(clearcount::cli::main_with_args(["clearcount", "--namespace", "mytool", "status"]));
 //! ```
 
+#[cfg(feature = "cli")]
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "sign")]
 pub mod config_cmd;
+#[cfg(feature = "cli")]
 pub mod demo_cmd;
 pub mod report_cmd;
+#[cfg(feature = "cli")]
 pub mod serve_cmd;
 pub mod status_cmd;
 
 /// The `clearcount` command line.
+#[cfg(feature = "cli")]
 #[derive(Debug, Parser)]
 #[command(
     name = "clearcount",
@@ -34,6 +39,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
+#[cfg(feature = "cli")]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the mode, this week's counter files and their counts.
@@ -85,6 +91,7 @@ pub enum Command {
 }
 
 /// The namespace, or an error saying it is needed.
+#[cfg(feature = "cli")]
 pub(crate) fn need_namespace(ns: &Option<String>) -> Result<String, String> {
     let ns = ns
         .clone()
@@ -100,6 +107,7 @@ pub(crate) fn need_namespace(ns: &Option<String>) -> Result<String, String> {
 /// let cli = clearcount::cli::Cli::parse_from(["clearcount", "--namespace", "t", "status"]);
 /// clearcount::cli::run(cli).unwrap();
 /// ```
+#[cfg(feature = "cli")]
 pub fn run(cli: Cli) -> Result<(), String> {
     let ns = cli.namespace;
     match cli.command {
@@ -126,6 +134,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
 /// let code = clearcount::cli::main_with_args(["clearcount", "dump", "/no/such.count"]);
 /// assert_ne!(code, 0);
 /// ```
+#[cfg(feature = "cli")]
 pub fn main_with_args<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,

@@ -27,5 +27,5 @@ pub mod panic;
 #[cfg(feature = "kit")]
 pub mod flags;
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "kit")]
 pub mod subcommand;

@@ -2,7 +2,8 @@
 //! the same behaviour as the `clearcount` binary (it calls the same code),
 //! so users meet one interface in every toolchain.
 //!
-//! Needs the `cli` feature (it reuses [`crate::cli`]).
+//! Needs the `kit` feature (it reuses the `clearcount` binary's status and
+//! report commands from [`crate::cli`], without the server).
 //!
 //! Mount it in the toolchain's clap command, then hand it to [`run`]:
 //!
