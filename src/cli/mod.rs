@@ -21,6 +21,33 @@ pub mod report_cmd;
 pub mod serve_cmd;
 pub mod status_cmd;
 
+static INVOKED_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets how users reach these commands, for the hints they print (e.g.
+/// `mytool telemetry` when mounted in a toolchain). The first call wins.
+///
+/// ```
+/// clearcount::cli::set_invoked_as("mytool telemetry");
+/// assert_eq!(clearcount::cli::invoked_as("mytool"), "mytool telemetry");
+/// ```
+pub fn set_invoked_as(prefix: &str) {
+    let _ = INVOKED_AS.set(prefix.to_string());
+}
+
+/// The command prefix users type for a namespace: set by
+/// [`set_invoked_as`], else `clearcount --namespace NS`.
+///
+/// ```
+/// let p = clearcount::cli::invoked_as("ns");
+/// assert!(p == "clearcount --namespace ns" || !p.is_empty());
+/// ```
+pub fn invoked_as(ns: &str) -> String {
+    INVOKED_AS
+        .get()
+        .cloned()
+        .unwrap_or_else(|| format!("clearcount --namespace {ns}"))
+}
+
 /// The `clearcount` command line.
 #[cfg(feature = "cli")]
 #[derive(Debug, Parser)]

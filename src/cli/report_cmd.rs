@@ -219,8 +219,9 @@ pub fn upload(ns: &str, args: &UploadArgs) -> Result<(), String> {
     let eff = crate::mode::effective(ns, Some(&dir), crate::mode::Mode::Local);
     if eff.mode != crate::mode::Mode::On {
         return Err(format!(
-            "mode is {}: nothing is uploaded (`clearcount --namespace {ns} on` turns uploading on)",
-            eff.mode
+            "mode is {}: nothing is uploaded (`{} on` turns uploading on)",
+            eff.mode,
+            crate::cli::invoked_as(ns)
         ));
     }
     let s = args.settings()?;

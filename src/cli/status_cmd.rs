@@ -133,7 +133,8 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
             .unwrap_or_default()
     );
     println!(
-        "turn off:   clearcount --namespace {ns} off, or {}=off, or DO_NOT_TRACK=1",
+        "turn off:   {} off, or {}=off, or DO_NOT_TRACK=1",
+        crate::cli::invoked_as(ns),
         mode::env_var(ns)
     );
     println!("directory:  {}", dir.display());
@@ -236,7 +237,8 @@ pub fn set_mode(ns: &str, m: Mode) -> Result<(), String> {
     }
     if m == Mode::On {
         println!(
-            "weeks that begin from today on may be uploaded; see `clearcount --namespace {ns} report --dry-run`"
+            "weeks that begin from today on may be uploaded; see `{} report --dry-run`",
+            crate::cli::invoked_as(ns)
         );
     }
     Ok(())

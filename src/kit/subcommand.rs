@@ -123,6 +123,7 @@ impl TelemetryCommand {
 /// run("mytool", TelemetryCommand::Status { json: true }).unwrap();
 /// ```
 pub fn run(namespace: &str, cmd: TelemetryCommand) -> Result<(), String> {
+    crate::cli::set_invoked_as(&format!("{namespace} telemetry"));
     crate::dirs::check_namespace(namespace)?;
     match cmd {
         TelemetryCommand::On => status_cmd::set_mode(namespace, Mode::On),
