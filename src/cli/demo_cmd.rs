@@ -145,9 +145,7 @@ fn find_tool(given: Option<&PathBuf>) -> Result<PathBuf, String> {
     if release {
         cmd.arg("--release");
     }
-    let ok = cmd
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let ok = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !ok.success() || !candidate.exists() {
         return Err("building the example tool failed".into());
     }
@@ -155,7 +153,13 @@ fn find_tool(given: Option<&PathBuf>) -> Result<PathBuf, String> {
 }
 
 /// One run of the example tool in an installation, on a given day.
-fn run_tool(tool: &Path, dir: &Path, day: chrono::NaiveDate, hour: u64, args: &[&str]) -> Result<(), String> {
+fn run_tool(
+    tool: &Path,
+    dir: &Path,
+    day: chrono::NaiveDate,
+    hour: u64,
+    args: &[&str],
+) -> Result<(), String> {
     let now = format!("{day}T{:02}:{:02}:00Z", 8 + hour % 12, (hour * 7) % 60);
     let out = Command::new(tool)
         .args(args)
@@ -191,8 +195,11 @@ fn simulate(tool: &Path, dir: &Path, seed: u64, today: chrono::NaiveDate) -> Res
     let since = today - chrono::Days::new(7 * WEEKS + 7);
     crate::mode::write_file(&ns_dir, Mode::On, since)
         .map_err(|e| io("write the mode in", &ns_dir, e))?;
-    std::fs::write(ns_dir.join(crate::week::WEEK_START_FILE), format!("{}\n", today.weekday()))
-        .map_err(|e| io("write", &ns_dir, e))?;
+    std::fs::write(
+        ns_dir.join(crate::week::WEEK_START_FILE),
+        format!("{}\n", today.weekday()),
+    )
+    .map_err(|e| io("write", &ns_dir, e))?;
     let mut rng = Rng(seed);
     // Each installation has a character: how busy, which durations, flags.
     let busy = 1 + rng.below(4);
@@ -226,7 +233,13 @@ fn simulate(tool: &Path, dir: &Path, seed: u64, today: chrono::NaiveDate) -> Res
             }
             if rng.chance(15) {
                 // Not declared: counted locally, never collected.
-                run_tool(tool, dir, day, hour, &["inc", "instrumented/undeclared-thing"])?;
+                run_tool(
+                    tool,
+                    dir,
+                    day,
+                    hour,
+                    &["inc", "instrumented/undeclared-thing"],
+                )?;
             }
         }
     }
@@ -319,7 +332,9 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
                     }
                     Err(_) => {
                         let r = task.await.map_err(|e| e.to_string()).and_then(|r| r);
-                        let _ = addr_tx.send(Err(r.err().unwrap_or_else(|| "server did not start".into())));
+                        let _ = addr_tx.send(Err(r
+                            .err()
+                            .unwrap_or_else(|| "server did not start".into())));
                         return Ok(());
                     }
                 }
@@ -377,8 +392,20 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let mut problems = Vec::new();
     for i in 0..n {
         let dir = installs.join(format!("{i:03}")).join(NAMESPACE);
-        let r = upload::run(&dir, Some(&settings), &eff, RunOptions { dry_run: false, deadline: None });
-        let ok = r.weeks.iter().filter(|(_, a)| matches!(a, upload::Action::Sent(_))).count();
+        let r = upload::run(
+            &dir,
+            Some(&settings),
+            &eff,
+            RunOptions {
+                dry_run: false,
+                deadline: None,
+            },
+        );
+        let ok = r
+            .weeks
+            .iter()
+            .filter(|(_, a)| matches!(a, upload::Action::Sent(_)))
+            .count();
         sent += ok;
         if ok == 0 && !r.weeks.is_empty() {
             problems.push(format!("installation {i:03}: {}", r.summary));
@@ -406,9 +433,17 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     println!("  files:");
     println!("    demo data     {}", data.display());
     println!("    server store  {}", store.display());
-    println!("    config        {} (+ .minisig), counters in {}", config.display(), counters_dir.display());
+    println!(
+        "    config        {} (+ .minisig), counters in {}",
+        config.display(),
+        counters_dir.display()
+    );
     println!("    demo keys     {} (throwaway)", keys.display());
-    println!("    installations {} (each a CLEARCOUNT_DIR; try `CLEARCOUNT_DIR={}/000 clearcount --namespace example status`)", installs.display(), installs.display());
+    println!(
+        "    installations {} (each a CLEARCOUNT_DIR; try `CLEARCOUNT_DIR={}/000 clearcount --namespace example status`)",
+        installs.display(),
+        installs.display()
+    );
     if args.exit {
         let _ = stop_tx.send(());
         server
