@@ -281,11 +281,26 @@ fn new_process_in_a_new_week_uses_a_new_file() {
             .unwrap();
         assert!(ok.success());
     }
-    let files = counts(dir.path());
-    let got: Vec<(String, u64)> = files
+    // A week that is over may already have become a local report (when
+    // the tool is built with reports), its counter file removed: look in
+    // both places.
+    let mut got: Vec<(String, u64)> = counts(dir.path())
         .iter()
         .map(|(_, p)| (p.meta.week_begin.to_string(), p.counters["w/x"]))
         .collect();
+    if let Ok(rd) = std::fs::read_dir(ns.join("reports")) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if !p.to_string_lossy().ends_with(".full.json") {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            let week = v["week"].as_str().unwrap().to_string();
+            let n = v["programs"][0]["counters"]["w/x"].as_u64().unwrap();
+            got.push((week, n));
+        }
+    }
+    got.sort();
     assert_eq!(
         got,
         [("2026-11-12".to_string(), 1), ("2026-11-19".to_string(), 6)]
@@ -553,4 +568,121 @@ fn file_truncated_under_a_running_process() {
             .success()
     );
     assert_eq!(merged(dir.path())["t/after"], 2);
+}
+
+/// Child: counts before telemetry starts, then starts it.
+#[test]
+fn child_early() {
+    if child_env().as_deref() != Some("early") {
+        return;
+    }
+    static EARLY: clearcount::Counter = clearcount::Counter::new("early/static");
+    EARLY.add(7);
+    clearcount::counter::add("early/by-name", 5);
+    clearcount::Telemetry::new("example", "instrumented", env!("CARGO_PKG_VERSION")).start();
+    EARLY.inc();
+}
+
+#[test]
+fn counts_made_before_start_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_child("early", dir.path(), &[])
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    let m = merged(dir.path());
+    assert_eq!(m["early/static"], 8);
+    assert_eq!(m["early/by-name"], 5);
+}
+
+/// Child: counts 3000 distinct names once each.
+#[test]
+fn child_many() {
+    if child_env().as_deref() != Some("many") {
+        return;
+    }
+    clearcount::Telemetry::new("example", "instrumented", env!("CARGO_PKG_VERSION")).start();
+    for i in 0..3000 {
+        clearcount::counter::inc(&format!("many/name-{i:04}"));
+    }
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn new(at: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "the full-disk test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_loses_counts_not_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(tmp.path().join("disk"), "192k");
+    let dir = disk.0.clone();
+    // A full disk before anything exists: nothing can be created.
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    let out = tool(&dir).args(["inc", "full/a", "3"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(counts(&dir).is_empty());
+    // Room for the first 64 KiB chunk only: the file is created, then
+    // cannot grow; names past the first chunk are dropped, nothing breaks.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        tool(&dir)
+            .args(["inc", "full/a", "3"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut f = std::fs::File::create(&filler).unwrap();
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    let out = run_child("many", &dir, &[]).wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let files = counts(&dir);
+    assert_eq!(files.len(), 1);
+    let made = files[0]
+        .1
+        .counters
+        .keys()
+        .filter(|k| k.starts_with("many/"))
+        .count();
+    assert!(
+        made > 100 && made < 3000,
+        "{made} names fit in the first chunk: {:?} {out:?}",
+        files[0]
+    );
+    assert_eq!(files[0].1.counters["full/a"], 3);
+    // Space again: the file grows and takes every name.
+    std::fs::remove_file(&filler).unwrap();
+    let out = run_child("many", &dir, &[]).wait_with_output().unwrap();
+    assert!(out.status.success());
+    let files = counts(&dir);
+    let c = &files[0].1.counters;
+    assert_eq!(c.keys().filter(|k| k.starts_with("many/")).count(), 3000);
+    assert_eq!(c["many/name-2999"], 1);
+    assert_eq!(c["many/name-0000"], 2);
 }
