@@ -711,3 +711,150 @@ fn bounded_load_loses_nothing() {
         reports.len() as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// Not a test by itself: the child process of
+/// [`kill_9_during_ingest_and_merge_leaves_no_partial_file`], run when
+/// `CLEARCOUNT_TEST_CHILD` is set (`serve`: a server that prints its
+/// address; `merge`: merges in a loop).
+#[test]
+fn child_process() {
+    let Ok(mode) = std::env::var("CLEARCOUNT_TEST_CHILD") else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("CLEARCOUNT_TEST_DIR").unwrap());
+    let data = dir.join("data").display().to_string();
+    if mode == "merge" {
+        loop {
+            merge::merge_blocking(&data).unwrap();
+        }
+    }
+    let opts = ServerOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        data,
+        config: Some(dir.join("config.toml")),
+        merge_interval: Duration::from_millis(100),
+        ..ServerOptions::default()
+    };
+    clearcount::server::run_blocking(opts, |addr| {
+        use std::io::Write;
+        println!("CHILD-ADDR {addr}");
+        let _ = std::io::stdout().flush();
+    })
+    .unwrap();
+}
+
+fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CLEARCOUNT_TEST_CHILD", mode)
+        .env("CLEARCOUNT_TEST_DIR", dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the child process when dropped (also when the test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn check_archive(data: &Path) -> usize {
+    let mut lines = 0;
+    if let Ok(rd) = std::fs::read_dir(data.join("archive")) {
+        for e in rd.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            assert!(text.is_empty() || text.ends_with('\n'), "torn archive file");
+            for line in text.lines() {
+                Report::from_slice(line.as_bytes()).expect("partial line in the archive");
+                lines += 1;
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn kill_9_during_ingest_and_merge_leaves_no_partial_file() {
+    use std::io::BufRead;
+    let dir = TempDir::new("kill");
+    std::fs::write(dir.0.join("config.toml"), CONFIG_V1).unwrap();
+    let data = dir.0.join("data");
+
+    // 1. Kill the server while four clients upload as fast as they can.
+    let mut child = KillOnDrop(spawn_child("serve", &dir.0));
+    let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            // libtest may print "test child_process ... " first on the line.
+            if let Some((_, a)) = line.split_once("CHILD-ADDR ") {
+                let _ = tx.send(a.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).ok();
+    let url = format!(
+        "http://{}/upload",
+        addr.expect("child server did not start")
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut stored = 0;
+                for i in 0..100_000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = report((t * 100_000 + i) as f64 / 1e6, &[("tool/command:build", 1)]);
+                    match a.post(&url).send(&r.to_bytes()[..]) {
+                        Ok(resp) if resp.status().as_u16() == 201 => stored += 1,
+                        Ok(resp) => panic!("status {}", resp.status()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(acknowledged > 0, "no upload went through before the kill");
+
+    let mut files = Vec::new();
+    walk(&data.join("reports"), &mut files);
+    for f in &files {
+        Report::from_slice(&std::fs::read(f).unwrap()).expect("partial report file");
+    }
+    // Every acknowledged report is there (at most the in-flight ones more).
+    assert!(files.len() >= acknowledged && files.len() <= acknowledged + 4);
+    check_archive(&data);
+
+    // 2. Kill merges in a loop, at some point in the middle of one.
+    let mut child = KillOnDrop(spawn_child("merge", &dir.0));
+    std::thread::sleep(Duration::from_millis(400));
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let lines = check_archive(&data);
+    assert!(lines <= files.len(), "{lines} of {}", files.len());
+    // A fresh merge completes the archive.
+    merge::merge_blocking(&data.display().to_string()).unwrap();
+    assert_eq!(check_archive(&data), files.len());
+}
