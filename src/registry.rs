@@ -28,6 +28,8 @@ pub(crate) struct Entry {
     hash: u64,
     pending: AtomicU64,
     slot: AtomicRef<AtomicU64>,
+    /// The entry registered before this one (the list of all entries).
+    older: AtomicRef<Entry>,
 }
 
 impl Entry {
@@ -71,10 +73,14 @@ pub(crate) static DROP: Entry = Entry {
     hash: 0,
     pending: AtomicU64::new(0),
     slot: AtomicRef::new(),
+    older: AtomicRef::new(),
 };
 
 static TABLE: [AtomicRef<Entry>; TABLE_SLOTS] = [const { AtomicRef::new() }; TABLE_SLOTS];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The newest entry; each points to the one registered before it. Walking
+/// this list touches only the entries, not the whole table.
+static NEWEST: AtomicRef<Entry> = AtomicRef::new();
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// The registry lock: held to insert names and to switch slots.
@@ -141,6 +147,7 @@ pub(crate) fn find_or_insert(
         hash: h,
         pending: AtomicU64::new(0),
         slot: AtomicRef::new(),
+        older: AtomicRef::new(),
     }));
     attach_new(entry);
     let mut i = h as usize & (TABLE_SLOTS - 1);
@@ -150,13 +157,15 @@ pub(crate) fn find_or_insert(
         i = (i + 1) & (TABLE_SLOTS - 1);
     }
     TABLE[i].store(Some(entry));
+    entry.older.store(NEWEST.load());
+    NEWEST.store(Some(entry));
     COUNT.fetch_add(1, Ordering::Relaxed);
     Some(entry)
 }
 
 /// Every entry (call with the lock held for a consistent view).
 pub(crate) fn entries() -> impl Iterator<Item = &'static Entry> {
-    TABLE.iter().filter_map(AtomicRef::load)
+    std::iter::successors(NEWEST.load(), |e| e.older.load())
 }
 
 #[cfg(test)]
