@@ -50,9 +50,10 @@
 //! first time it is seen: `function:+line-offset`, never a path or a value.
 //!
 //! **Weeks** ([`week`], [`clock`]). An installation's week starts on a
-//! weekday drawn once at random. A thread sleeps until the week ends and
-//! then moves every counter to the next week's file, so a process that runs
-//! for weeks needs no restart. `CLEARCOUNT_NOW` sets the clock for tests and
+//! weekday drawn once at random. In a process that lives long enough (or
+//! says it is long-running), a thread sleeps until the week ends and then
+//! moves every counter to the next week's file, so a process that runs for
+//! weeks needs no restart; a short command never starts that thread. `CLEARCOUNT_NOW` sets the clock for tests and
 //! the demo.
 //!
 //! **Modes** ([`mode`], [`dirs`]). `off` (nothing counted, nothing written,

@@ -1,9 +1,10 @@
 //! Starting telemetry: the one call a program makes in `main`.
 //!
 //! [`Telemetry::start`] decides the mode, opens this week's counter file,
-//! moves the counts made so far (kept in memory) into it, and starts a small
-//! thread that sleeps until the week ends and then moves every counter to the
-//! next week's file. It never panics and never fails the program: whatever
+//! and moves the counts made so far (kept in memory) into it. A process
+//! that lives long enough to cross a week boundary gets a small thread that
+//! sleeps until the week ends and then moves every counter to the next
+//! week's file (see [`Telemetry::long_running`] for when it starts). It never panics and never fails the program: whatever
 //! goes wrong (no home directory, a read-only disk, a corrupt file) leaves
 //! counting in memory or off, and is described in the returned [`Started`].
 //!
@@ -32,6 +33,64 @@ static STATE: AtomicU8 = AtomicU8::new(UNSTARTED);
 static CURRENT: AtomicRef<CountFile> = AtomicRef::new();
 static STARTED: OnceLock<Started> = OnceLock::new();
 
+/// What the week-rotation thread needs; set once counting has started.
+static ROTATION: OnceLock<RotateCtx> = OnceLock::new();
+static ROTATION_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STARTED_AT: OnceLock<std::time::Instant> = OnceLock::new();
+
+/// A process that has lived this long gets the week-rotation thread at its
+/// next slow-path event (see [`maybe_start_rotation`]).
+const LAZY_AFTER: Duration = Duration::from_secs(30);
+
+/// Starts the week-rotation thread if the process has lived long enough to
+/// need one. Called on slow paths (a new counter name, a new stack) and now
+/// and then from the by-name path. Short-lived processes, the common case
+/// for a command-line tool, never start it: a thread costs a command about a
+/// millisecond of wall time at exit on small virtual machines.
+pub(crate) fn maybe_start_rotation() {
+    if ROTATION_STARTED.load(Ordering::Relaxed) {
+        return;
+    }
+    if STARTED_AT
+        .get()
+        .is_some_and(|t| t.elapsed() >= lazy_after())
+    {
+        start_rotation();
+    }
+}
+
+/// [`LAZY_AFTER`]; with the `test-hooks` feature (tests only),
+/// `CLEARCOUNT_TEST_LAZY_MS` replaces it so a test need not wait 30 s.
+fn lazy_after() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("CLEARCOUNT_TEST_LAZY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    LAZY_AFTER
+}
+
+fn start_rotation() {
+    let Some(ctx) = ROTATION.get() else { return };
+    if ROTATION_STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("clearcount-week".into())
+        .stack_size(64 * 1024)
+        .spawn(move || rotate_forever(ctx));
+}
+
+fn week_end_time(file: &CountFile) -> chrono::DateTime<chrono::Utc> {
+    file.meta
+        .week_end
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or_else(crate::clock::now)
+}
+
 /// True when telemetry was started and is off: counts are dropped.
 #[inline(always)]
 pub(crate) fn is_off() -> bool {
@@ -59,6 +118,7 @@ pub struct Telemetry {
     pub(crate) program: String,
     pub(crate) version: String,
     pub(crate) default_mode: Mode,
+    pub(crate) long_running: bool,
     #[cfg(feature = "upload")]
     pub(crate) upload: Option<crate::upload::UploadSettings>,
 }
@@ -92,6 +152,7 @@ impl Telemetry {
             program: program.to_string(),
             version: version.to_string(),
             default_mode: Mode::Local,
+            long_running: false,
             #[cfg(feature = "upload")]
             upload: None,
         }
@@ -107,6 +168,22 @@ impl Telemetry {
     /// ```
     pub fn default_mode(mut self, mode: Mode) -> Telemetry {
         self.default_mode = mode;
+        self
+    }
+
+    /// Declares that the program may run across a week boundary (a server,
+    /// a language server, a daemon): the thread that moves counters to the
+    /// next week's file starts now. Without it, the thread starts once the
+    /// process has lived 30 seconds and then registers a new counter name,
+    /// records a new stack, or counts by name (checked every 65,536 counts
+    /// per thread); a command that exits before never pays for it.
+    ///
+    /// ```
+    /// let t = clearcount::Telemetry::new("mytool", "mytool-lsp", "1.0").long_running();
+    /// # let _ = t;
+    /// ```
+    pub fn long_running(mut self) -> Telemetry {
+        self.long_running = true;
         self
     }
 
@@ -179,10 +256,14 @@ impl Telemetry {
                     version: self.version.clone(),
                     weekday,
                 };
-                let _ = std::thread::Builder::new()
-                    .name("clearcount-week".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || rotate_forever(ctx));
+                let week_end = week_end_time(file);
+                let _ = ROTATION.set(ctx);
+                let _ = STARTED_AT.set(std::time::Instant::now());
+                let soon = week_end - crate::clock::now()
+                    < chrono::Duration::from_std(lazy_after()).unwrap_or_default();
+                if self.long_running || soon {
+                    start_rotation();
+                }
             }
             Err(e) => {
                 started.problem = Some(format!(
@@ -263,15 +344,10 @@ struct RotateCtx {
 
 /// Sleeps until the current week ends, then moves to the next week's file;
 /// forever. The thread holds no lock while sleeping and never delays exit.
-fn rotate_forever(ctx: RotateCtx) {
+fn rotate_forever(ctx: &RotateCtx) {
     loop {
         let Some(cur) = CURRENT.load() else { return };
-        let end = cur
-            .meta
-            .week_end
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc())
-            .unwrap_or_else(crate::clock::now);
+        let end = week_end_time(cur);
         let now = crate::clock::now();
         if now < end {
             let wait = (end - now).to_std().unwrap_or(Duration::ZERO);

@@ -540,11 +540,13 @@ fn file_truncated_under_a_running_process() {
     let counts_dir = dir.path().join("example").join("counts");
     let deadline = Instant::now() + Duration::from_secs(2);
     let file = loop {
-        if let Some(e) = std::fs::read_dir(&counts_dir)
-            .ok()
-            .and_then(|mut r| r.next())
-        {
-            break e.unwrap().path();
+        let found = std::fs::read_dir(&counts_dir).ok().and_then(|r| {
+            r.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "count"))
+        });
+        if let Some(p) = found {
+            break p;
         }
         assert!(Instant::now() < deadline, "no counter file appeared");
         std::thread::sleep(Duration::from_millis(10));
@@ -685,4 +687,65 @@ fn full_disk_loses_counts_not_the_host() {
     assert_eq!(c.keys().filter(|k| k.starts_with("many/")).count(), 3000);
     assert_eq!(c["many/name-2999"], 1);
     assert_eq!(c["many/name-0000"], 2);
+}
+
+/// Child: counts by name in a tight loop for 3.5 s, starting 2.5 s before a
+/// week boundary, with the lazy-rotation delay cut to 1 s (test hook).
+#[test]
+fn child_lazy() {
+    if child_env().as_deref() != Some("lazy") {
+        return;
+    }
+    clearcount::Telemetry::new("example", "instrumented", env!("CARGO_PKG_VERSION")).start();
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < Duration::from_millis(3500) {
+        for _ in 0..1000 {
+            clearcount::counter::inc("lazy/tick");
+        }
+        n += 1000;
+    }
+    eprintln!("TICKS={n}");
+}
+
+/// A process that did not say it is long-running still moves to the next
+/// week's file: the rotation thread starts once it has lived a while.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn short_lived_by_default_long_lived_still_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("example");
+    std::fs::create_dir_all(&ns).unwrap();
+    std::fs::write(ns.join("week-start"), "Mon\n").unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["child_lazy", "--exact", "--nocapture", "--test-threads=1"])
+        .env("ENGINE_CHILD", "lazy")
+        .env("CLEARCOUNT_DIR", dir.path())
+        .env("CLEARCOUNT_NOW", "2026-11-22T23:59:57.500Z")
+        .env("CLEARCOUNT_TEST_LAZY_MS", "1000")
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("EXAMPLE_TELEMETRY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ticks: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("TICKS="))
+        .expect("child reports its ticks")
+        .trim()
+        .parse()
+        .unwrap();
+    let files = counts(dir.path());
+    let weeks: Vec<String> = files
+        .iter()
+        .map(|(_, p)| p.meta.week_begin.to_string())
+        .collect();
+    assert_eq!(weeks, ["2026-11-16", "2026-11-23"]);
+    let before = files[0].1.counters["lazy/tick"];
+    let after = files[1].1.counters["lazy/tick"];
+    assert!(before > 0 && after > 0);
+    assert_eq!(before + after, ticks);
 }
