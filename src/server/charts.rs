@@ -342,7 +342,7 @@ impl Chart {
         let mut s = String::new();
         let _ = write!(
             s,
-            r#"<svg class="chart" role="img" aria-labelledby="{id}-t {id}-d" viewBox="0 0 {W} {H}" width="{W}" height="{H}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-t">{}</title><desc id="{id}-d">Reports per week having each bucket; {} series over {} weeks.</desc>"#,
+            r#"<svg class="chart" role="img" aria-labelledby="{id}-t {id}-d" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" xmlns="http://www.w3.org/2000/svg"><title id="{id}-t">{}</title><desc id="{id}-d">Reports per week having each bucket; {} series over {} weeks.</desc>"#,
             esc(&self.title),
             self.series.len(),
             self.weeks.len()

@@ -14,6 +14,10 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Bodies over [`MAX_BODY`] but under this are read (and dropped) before the
+/// 413, so the client can read the answer.
+const DRAIN: usize = 1024 * 1024;
+
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,15 +154,16 @@ pub(crate) async fn upload(
             &format!("report too large: more than {MAX_BODY} bytes"),
         )
     };
+    // A body up to DRAIN bytes is read whole, so that the client, still
+    // sending, gets the 413 and its reason rather than a reset connection.
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared_len.is_some_and(|n| n > DRAIN as u64) {
         return too_large();
     }
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
-    {
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, DRAIN)).await {
         Err(_) => {
             return text(
                 StatusCode::REQUEST_TIMEOUT,
@@ -171,6 +176,7 @@ pub(crate) async fn upload(
             }
             return text(StatusCode::BAD_REQUEST, "the report body could not be read");
         }
+        Ok(Ok(b)) if b.len() > MAX_BODY => return too_large(),
         Ok(Ok(b)) => b,
     };
     let Some(cfg) = state.current_config() else {

@@ -216,6 +216,12 @@ pub fn merge_blocking(data: &str) -> Result<MergeStats, String> {
     let store =
         store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
     let rt = super::runtime()?;
-    rt.block_on(merge_all(store))
-        .map_err(|e| format!("merge failed: {e}"))
+    let stats = rt
+        .block_on(merge_all(store.clone()))
+        .map_err(|e| format!("merge failed: {e}"))?;
+    // The static site (`site/`) from the new archive.
+    let opts = super::publish::PublishOptions::default();
+    rt.block_on(super::publish::publish_site(store, &opts))
+        .map_err(|e| format!("merge done, but publishing the static site failed: {e}"))?;
+    Ok(stats)
 }
