@@ -78,6 +78,9 @@ pub mod charts;
 pub mod ingest;
 pub mod merge;
 pub mod pages;
+pub mod publish;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod store;
 
 use crate::config::CollectionConfig;
@@ -108,7 +111,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct ServerOptions {
     /// Address to listen on (port 0: any free port, see `ready`).
     pub addr: SocketAddr,
-    /// Where data lives: a local directory (later also `s3://bucket/prefix`).
+    /// Where data lives: a local directory, or `s3://bucket/prefix` (feature
+    /// `s3`).
     pub data: String,
     /// The collection config file; its signature is `<file>.minisig`.
     /// Without a config every upload is refused with a 503.

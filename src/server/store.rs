@@ -401,8 +401,9 @@ impl Store for DirStore {
     }
 }
 
-/// Opens the store named by `data`: a local directory path (later also
-/// `s3://bucket/prefix`).
+/// Opens the store named by `data`: a local directory path, or
+/// `s3://bucket/prefix` (feature `s3`, settings from the `AWS_*`
+/// environment variables).
 ///
 /// ```no_run
 /// let store = clearcount::server::store::open_store("./clearcount-data").unwrap();
@@ -410,9 +411,12 @@ impl Store for DirStore {
 /// ```
 pub fn open_store(data: &str) -> io::Result<std::sync::Arc<dyn Store>> {
     if data.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok(std::sync::Arc::new(super::s3::S3Store::from_url(data)?));
+        #[cfg(not(feature = "s3"))]
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "s3:// storage is not built into this server yet",
+            "s3:// storage needs clearcount built with the `s3` feature",
         ));
     }
     Ok(std::sync::Arc::new(DirStore::open(data)?))

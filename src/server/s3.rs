@@ -1,0 +1,708 @@
+//! S3-compatible object storage for the server (feature `s3`):
+//! `--data s3://bucket/prefix`.
+//!
+//! [`S3Store`] implements [`Store`] with the [`object_store`] crate, so that
+//! any number of identical, stateless `clearcount serve` instances (and
+//! `clearcount merge` jobs) can share one bucket:
+//!
+//! | [`Store`] method | S3 request |
+//! |---|---|
+//! | [`Store::put_if_absent`] | `PutObject` with `If-None-Match: *` (a 412 means the report is already there: [`PutOutcome::Existed`]) |
+//! | [`Store::put`] | `PutObject` (atomic: readers see the old object or the new one) |
+//! | [`Store::put_file`] | one `PutObject` for a small file, else a multipart upload in 8 MiB parts, read from disk part by part (the object appears only when the upload completes) |
+//! | [`Store::get`] | `GetObject` |
+//! | [`Store::open`] | `GetObject`, its body streamed into a blocking reader |
+//! | [`Store::list`] | `ListObjectsV2` with delimiter `/` (all pages) |
+//! | [`Store::delete`] | `DeleteObject` |
+//!
+//! Dedup needs no lock: two instances that receive the same report race on
+//! the same key (`reports/<week>/<h2>/<sha256>.json`) with a conditional
+//! put, and the store lets exactly one of them create it.
+//!
+//! # Settings
+//!
+//! Endpoint, region and credentials come from the usual environment:
+//! `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_REGION` (or
+//! `AWS_DEFAULT_REGION`; default `us-east-1`), `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, and `AWS_ALLOW_HTTP=true`
+//! for a plain-HTTP endpoint (implied for a loopback endpoint such as
+//! `http://127.0.0.1:9000`). Requests use path-style URLs
+//! (`<endpoint>/<bucket>/<key>`) unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`
+//! is set. The store must support conditional writes (`If-None-Match: *`
+//! on `PutObject`): AWS S3, MinIO, Cloudflare R2, Garage and moto do.
+//!
+//! Opening a store checks the bucket once (a one-level listing), so that a
+//! missing bucket, refused credentials or an unreachable endpoint are a
+//! one-line error at start, not at the first upload.
+
+use super::store::{BoxFuture, Listing, ObjectMeta, ObjectReader, PutOutcome, Store, check_key};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as OsPath;
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
+};
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Size of one part of a multipart upload (and the largest file sent with a
+/// single `PutObject`).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts of one multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The bucket and key prefix named by an `s3://bucket/prefix` URL.
+///
+/// ```
+/// use clearcount::server::s3::S3Location;
+/// let l = S3Location::parse("s3://telemetry/mytool/prod/").unwrap();
+/// assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("telemetry", "mytool/prod"));
+/// assert_eq!(l.to_string(), "s3://telemetry/mytool/prod");
+/// assert!(S3Location::parse("s3://").is_err());
+/// assert!(S3Location::parse("s3://b/../x").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/` (may be empty): every key
+    /// of the store lives under `<prefix>/`.
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket` or `s3://bucket/prefix`.
+    ///
+    /// ```
+    /// let l = clearcount::server::s3::S3Location::parse("s3://b").unwrap();
+    /// assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("b", ""));
+    /// ```
+    pub fn parse(url: &str) -> io::Result<S3Location> {
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad object-store URL {url:?}: {why} (expected s3://bucket/prefix)"),
+            )
+        };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("it does not start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !bucket_ok {
+            return Err(bad(
+                "the bucket name must be 3 to 63 characters of a-z, 0-9, '.' and '-'",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty() && check_key(prefix).is_err() {
+            return Err(bad(
+                "the prefix must be '/'-separated names of A-Z, a-z, 0-9, '.', '_' and '-'",
+            ));
+        }
+        Ok(S3Location {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// The object-storage backend of the server.
+///
+/// Cheap to clone (the client is shared). Its async methods run on the
+/// caller's tokio runtime; the reader returned by [`Store::open`] must be
+/// read outside the runtime's worker threads (inside
+/// `tokio::task::spawn_blocking`, as the merge and the pages do).
+///
+/// ```no_run
+/// // AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
+/// use clearcount::server::store::Store;
+/// let store = clearcount::server::s3::S3Store::from_url("s3://telemetry/mytool").unwrap();
+/// assert_eq!(store.describe(), "s3://telemetry/mytool");
+/// ```
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    inner: Arc<dyn ObjectStore>,
+    location: S3Location,
+    scratch: PathBuf,
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl S3Store {
+    /// Opens `s3://bucket/prefix` with the settings of the environment (see
+    /// the [module documentation](self)), and checks that the bucket can be
+    /// listed. Blocks for that check (at most about 15 s); may be called
+    /// from inside or outside a tokio runtime.
+    ///
+    /// ```no_run
+    /// match clearcount::server::s3::S3Store::from_url("s3://no-such-bucket") {
+    ///     Ok(_) => {}
+    ///     Err(e) => eprintln!("{e}"), // e.g. "bucket no-such-bucket does not exist at http://…"
+    /// }
+    /// ```
+    pub fn from_url(url: &str) -> io::Result<S3Store> {
+        S3Store::from_url_with(url, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// Like [`S3Store::from_url`], with settings that override the
+    /// environment, named like the environment variables
+    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, ...; any case).
+    ///
+    /// ```no_run
+    /// let store = clearcount::server::s3::S3Store::from_url_with(
+    ///     "s3://telemetry/mytool",
+    ///     [("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), ("AWS_REGION", "us-east-1")],
+    /// ).unwrap();
+    /// ```
+    pub fn from_url_with<K: AsRef<str>, V: AsRef<str>>(
+        url: &str,
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> io::Result<S3Store> {
+        let location = S3Location::parse(url)?;
+        let mut parsed = Vec::new();
+        for (k, v) in settings {
+            let key: AmazonS3ConfigKey = k.as_ref().to_ascii_lowercase().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("unknown object-store setting {:?}", k.as_ref()),
+                )
+            })?;
+            parsed.push((key, v.as_ref().to_owned()));
+        }
+        let store = S3Store::build(&location, &parsed, standard_retry())?;
+        // The check uses its own client on its own runtime (in a thread of
+        // its own, so that this works inside a runtime too), with few
+        // retries: the store's pooled connections stay on the caller's
+        // runtime.
+        let probe = S3Store::build(&location, &parsed, probe_retry())?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| io::Error::other(format!("cannot start a runtime: {e}")))?;
+                rt.block_on(probe.check())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the bucket check failed")))
+        })?;
+        Ok(store)
+    }
+
+    fn build(
+        location: &S3Location,
+        settings: &[(AmazonS3ConfigKey, String)],
+        retry: object_store::RetryConfig,
+    ) -> io::Result<S3Store> {
+        let mut builder = AmazonS3Builder::from_env();
+        for (k, v) in settings {
+            builder = builder.with_config(*k, v);
+        }
+        builder = builder.with_bucket_name(&location.bucket);
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        if endpoint.as_deref().is_some_and(is_loopback_url) {
+            builder = builder.with_allow_http(true);
+        }
+        let s3 = builder.with_retry(retry).build().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot set up {location}: {}", one_line(&e.to_string())),
+            )
+        })?;
+        Ok(S3Store::with_object_store(Arc::new(s3), location.clone()))
+    }
+
+    /// A store over any [`ObjectStore`] (for example
+    /// `object_store::memory::InMemory` in a test), with keys under
+    /// `location.prefix`. No check is made.
+    ///
+    /// ```
+    /// use clearcount::server::s3::{S3Location, S3Store};
+    /// use clearcount::server::store::Store;
+    /// let mem = std::sync::Arc::new(object_store::memory::InMemory::new());
+    /// let store = S3Store::with_object_store(mem, S3Location::parse("s3://test/p").unwrap());
+    /// assert_eq!(store.describe(), "s3://test/p");
+    /// ```
+    pub fn with_object_store(inner: Arc<dyn ObjectStore>, location: S3Location) -> S3Store {
+        let scratch = std::env::temp_dir().join("clearcount-s3-scratch");
+        S3Store {
+            inner,
+            location,
+            scratch,
+        }
+    }
+
+    /// Where the store lives.
+    ///
+    /// ```
+    /// use clearcount::server::s3::{S3Location, S3Store};
+    /// let mem = std::sync::Arc::new(object_store::memory::InMemory::new());
+    /// let store = S3Store::with_object_store(mem, S3Location::parse("s3://test").unwrap());
+    /// assert_eq!(store.location().bucket, "test");
+    /// ```
+    pub fn location(&self) -> &S3Location {
+        &self.location
+    }
+
+    /// Lists the top level of the store once: a one-line error if the
+    /// bucket is missing, the credentials are refused or the endpoint
+    /// cannot be reached.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let store = clearcount::server::s3::S3Store::from_url("s3://telemetry")?;
+    /// store.check().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self) -> io::Result<()> {
+        let prefix = self.full_prefix("");
+        self.inner
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, "list", "/"))
+    }
+
+    fn full_key(&self, key: &str) -> io::Result<OsPath> {
+        check_key(key)?;
+        let full = if self.location.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.location.prefix)
+        };
+        OsPath::parse(&full).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid store key {key:?}: {}", one_line(&e.to_string())),
+            )
+        })
+    }
+
+    /// The object-store prefix of a store prefix (`""` or `a/b/`).
+    fn full_prefix(&self, prefix: &str) -> Option<OsPath> {
+        let p = prefix.trim_end_matches('/');
+        let full = match (self.location.prefix.is_empty(), p.is_empty()) {
+            (true, true) => return None,
+            (true, false) => p.to_owned(),
+            (false, true) => self.location.prefix.clone(),
+            (false, false) => format!("{}/{p}", self.location.prefix),
+        };
+        Some(OsPath::from(full.as_str()))
+    }
+
+    /// The store key of an object-store path (`None` outside the prefix).
+    fn store_key<'a>(&self, full: &'a str) -> Option<&'a str> {
+        if self.location.prefix.is_empty() {
+            Some(full)
+        } else {
+            full.strip_prefix(self.location.prefix.as_str())?
+                .strip_prefix('/')
+        }
+    }
+
+    /// A one-line error naming the store, the operation and the key, with
+    /// the common causes spelled out.
+    fn error(&self, e: object_store::Error, op: &str, key: &str) -> io::Error {
+        let text = one_line(&e.to_string());
+        let (kind, msg) = match &e {
+            object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") || key == "/" => {
+                (
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "bucket {} does not exist (or is not reachable under this endpoint): {text}",
+                        self.location.bucket
+                    ),
+                )
+            }
+            object_store::Error::NotFound { .. } => (
+                io::ErrorKind::NotFound,
+                format!("{op} {key} in {}: not found", self.location),
+            ),
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => (
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "credentials refused by {} ({op} {key}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: {text}",
+                    self.location
+                ),
+            ),
+            _ if text.contains("NoSuchBucket") => (
+                io::ErrorKind::NotFound,
+                format!("bucket {} does not exist: {text}", self.location.bucket),
+            ),
+            _ if text.contains("InvalidAccessKeyId")
+                || text.contains("SignatureDoesNotMatch")
+                || text.contains("AccessDenied") =>
+            {
+                (
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "credentials refused by {} ({op} {key}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: {text}",
+                        self.location
+                    ),
+                )
+            }
+            _ => (
+                io::ErrorKind::Other,
+                format!("{op} {key} in {}: {text}", self.location),
+            ),
+        };
+        io::Error::new(kind, msg)
+    }
+
+    async fn put_file_async(&self, key: &str, path: &Path) -> io::Result<()> {
+        let dest = self.full_key(key)?;
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let (mut file, first) = read_chunk(file).await?;
+        if len <= PART_SIZE as u64 && first.len() < PART_SIZE {
+            let opts = PutOptions {
+                attributes: attributes(key),
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&dest, PutPayload::from(first), opts)
+                .await
+                .map_err(|e| self.error(e, "put", key))?;
+        } else {
+            let upload = self
+                .inner
+                .put_multipart_opts(
+                    &dest,
+                    PutMultipartOptions {
+                        attributes: attributes(key),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.error(e, "start upload of", key))?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let mut chunk = first;
+            let sent: io::Result<()> = async {
+                while !chunk.is_empty() {
+                    w.wait_for_capacity(PARTS_IN_FLIGHT)
+                        .await
+                        .map_err(|e| self.error(e, "upload part of", key))?;
+                    w.write(&chunk);
+                    let (f, next) = read_chunk(file).await?;
+                    file = f;
+                    chunk = next;
+                }
+                Ok(())
+            }
+            .await;
+            match sent {
+                Ok(()) => {
+                    w.finish()
+                        .await
+                        .map_err(|e| self.error(e, "complete upload of", key))?;
+                }
+                Err(e) => {
+                    // Best effort: a bucket lifecycle rule removes what an
+                    // abort leaves (see the README).
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
+}
+
+/// The `Content-Type` an object is stored with (by its key's extension), so
+/// that a web server or CDN publishing the bucket serves it right.
+///
+/// ```
+/// use clearcount::server::s3::content_type;
+/// assert_eq!(content_type("site/index.html"), "text/html; charset=utf-8");
+/// assert_eq!(content_type("archive/2026-11-16.ndjson"), "application/x-ndjson");
+/// ```
+pub fn content_type(key: &str) -> &'static str {
+    let ext = key.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext {
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "json" => "application/json",
+        "ndjson" => "application/x-ndjson",
+        "toml" | "minisig" | "key" | "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn attributes(key: &str) -> Attributes {
+    let mut a = Attributes::new();
+    a.insert(Attribute::ContentType, content_type(key).into());
+    a
+}
+
+/// Reads up to [`PART_SIZE`] bytes of `file` on a blocking thread.
+async fn read_chunk(file: std::fs::File) -> io::Result<(std::fs::File, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(PART_SIZE);
+        let mut f = file;
+        (&mut f).take(PART_SIZE as u64).read_to_end(&mut buf)?;
+        Ok((f, buf))
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("file read task failed: {e}")))?
+}
+
+fn standard_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+fn probe_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
+}
+
+/// A blocking reader over an object's body, streamed from the store.
+struct StreamingReader {
+    rt: tokio::runtime::Handle,
+    body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+}
+
+impl io::Read for StreamingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut rb = tokio::io::ReadBuf::new(buf);
+        let body = &mut self.body;
+        self.rt.block_on(std::future::poll_fn(|cx| {
+            body.as_mut().poll_read(cx, &mut rb)
+        }))?;
+        Ok(rb.filled().len())
+    }
+}
+
+impl Store for S3Store {
+    fn put_if_absent<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, PutOutcome> {
+        Box::pin(async move {
+            let dest = self.full_key(key)?;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                attributes: attributes(key),
+                ..Default::default()
+            };
+            match self
+                .inner
+                .put_opts(&dest, PutPayload::from(bytes), opts)
+                .await
+            {
+                Ok(_) => Ok(PutOutcome::Created),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(PutOutcome::Existed),
+                Err(e) => Err(self.error(e, "put", key)),
+            }
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let dest = self.full_key(key)?;
+            let opts = PutOptions {
+                attributes: attributes(key),
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&dest, PutPayload::from(bytes), opts)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(e, "put", key))
+        })
+    }
+
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()> {
+        Box::pin(self.put_file_async(key, path))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let src = self.full_key(key)?;
+            let r = match self.inner.get(&src).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.error(e, "get", key)),
+            };
+            match r.bytes().await {
+                Ok(b) => Ok(Some(b.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error(e, "read", key)),
+            }
+        })
+    }
+
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<ObjectReader>> {
+        Box::pin(async move {
+            let src = self.full_key(key)?;
+            let r = match self.inner.get(&src).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.error(e, "get", key)),
+            };
+            let reader = StreamingReader {
+                rt: tokio::runtime::Handle::current(),
+                body: Box::pin(tokio_util::io::StreamReader::new(r.into_stream())),
+            };
+            Ok(Some(Box::new(reader) as ObjectReader))
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing> {
+        Box::pin(async move {
+            if !prefix.is_empty() {
+                match prefix.strip_suffix('/') {
+                    Some(p) => check_key(p)?,
+                    None => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("store prefix {prefix:?} must end in '/'"),
+                        ));
+                    }
+                }
+            }
+            let full = self.full_prefix(prefix);
+            let r = self
+                .inner
+                .list_with_delimiter(full.as_ref())
+                .await
+                .map_err(|e| self.error(e, "list", if prefix.is_empty() { "/" } else { prefix }))?;
+            let mut listing = Listing::default();
+            for d in &r.common_prefixes {
+                if let Some(k) = self.store_key(d.as_ref())
+                    && check_key(k).is_ok()
+                    && k.starts_with(prefix)
+                {
+                    listing.dirs.push(format!("{k}/"));
+                }
+            }
+            for o in &r.objects {
+                if let Some(k) = self.store_key(o.location.as_ref())
+                    && check_key(k).is_ok()
+                    && k.starts_with(prefix)
+                {
+                    listing.objects.push(ObjectMeta {
+                        key: k.to_owned(),
+                        size: o.size,
+                    });
+                }
+            }
+            listing.dirs.sort();
+            listing.dirs.dedup();
+            listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(listing)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let dest = self.full_key(key)?;
+            match self.inner.delete(&dest).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error(e, "delete", key)),
+            }
+        })
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        let _ = std::fs::create_dir_all(&self.scratch);
+        self.scratch.clone()
+    }
+
+    fn describe(&self) -> String {
+        self.location.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_endpoints() {
+        assert!(is_loopback_url("http://127.0.0.1:9000"));
+        assert!(is_loopback_url("http://localhost:9000/"));
+        assert!(is_loopback_url("http://[::1]:9000"));
+        assert!(!is_loopback_url("http://s3.example.org"));
+        assert!(!is_loopback_url("https://10.0.0.1:9000"));
+    }
+
+    #[test]
+    fn contract_on_memory() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mem = Arc::new(object_store::memory::InMemory::new());
+        let s = S3Store::with_object_store(mem, S3Location::parse("s3://test/p/q").unwrap());
+        rt.block_on(async {
+            let k = "reports/2026-11-16/ab/abcd.json";
+            assert_eq!(
+                s.put_if_absent(k, b"1".to_vec()).await.unwrap(),
+                PutOutcome::Created
+            );
+            assert_eq!(
+                s.put_if_absent(k, b"2".to_vec()).await.unwrap(),
+                PutOutcome::Existed
+            );
+            assert_eq!(s.get(k).await.unwrap().unwrap(), b"1");
+            let l = s.list("reports/2026-11-16/").await.unwrap();
+            assert_eq!(l.dirs, vec!["reports/2026-11-16/ab/".to_string()]);
+            let l = s.list("").await.unwrap();
+            assert_eq!(l.dirs, vec!["reports/".to_string()]);
+            s.delete(k).await.unwrap();
+            s.delete(k).await.unwrap();
+            assert!(s.get(k).await.unwrap().is_none());
+            assert!(s.put("../x", vec![]).await.is_err());
+            assert!(s.list("reports").await.is_err());
+        });
+    }
+}
