@@ -199,10 +199,31 @@ fn main() {
         .unwrap();
     assert!(status.success());
     process_benches(&mut c);
-    // The week file with the counters above, for the size figure.
+    // The week file with the counters above, for the size figure; and a
+    // check that what was measured really counted (an optimized build must
+    // record stacks, not just walk them).
     if let Some(f) = clearcount::telemetry::current_file() {
-        let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-        println!("week file: {len} bytes ({})", f.display());
+        let bytes = std::fs::read(&f).unwrap();
+        let parsed = clearcount::format::parse(&bytes).unwrap();
+        assert!(parsed.counters["bench/static"] > 0);
+        assert!(parsed.counters["bench/by-name"] > 0);
+        let stacks: u64 = parsed
+            .stacks
+            .iter()
+            .filter(|(k, _)| k.starts_with("bench/stack\n"))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            stacks > 0,
+            "stack_inc recorded no stack: {:?}",
+            parsed.stacks.keys()
+        );
+        println!(
+            "week file: {} bytes, {} records ({})",
+            bytes.len(),
+            parsed.records,
+            f.display()
+        );
     }
     c.final_summary();
 }

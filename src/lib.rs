@@ -100,6 +100,7 @@ mod registry;
 pub mod stack;
 mod sys;
 pub mod telemetry;
+mod unwind;
 pub mod week;
 
 pub use counter::Counter;

@@ -87,6 +87,9 @@ impl StackCounter {
     pub fn inc(&self) {
         let marker = StackCounter::inc as fn(&StackCounter) as usize;
         self.inc_below(marker, &[]);
+        // Keep this frame on the stack: a tail call to `inc_below` would
+        // remove it, and with it the marker the walk looks for.
+        std::hint::black_box(());
     }
 
     /// Adds one to the counter of the stack below the frame of the function
@@ -103,20 +106,28 @@ impl StackCounter {
         // frames are skipped by name.
         let want = (self.depth + if skip.is_empty() { 0 } else { 16 }).min(IPS);
         let mut ips = [0usize; IPS];
-        let mut n = 0;
-        let mut found = false;
-        backtrace::trace(|frame| {
-            if found {
-                ips[n] = frame.ip() as usize;
-                n += 1;
-                return n < want;
+        // The fast walker (cached unwind rules) where it can; else the
+        // system unwinder. Both report the same return addresses.
+        let n = match crate::unwind::walk(marker, &mut ips[..want]) {
+            Some(n) => n,
+            None => {
+                let mut n = 0;
+                let mut found = false;
+                backtrace::trace(|frame| {
+                    if found {
+                        ips[n] = frame.ip() as usize;
+                        n += 1;
+                        return n < want;
+                    }
+                    found = frame.symbol_address() as usize == marker;
+                    true
+                });
+                if !found {
+                    return;
+                }
+                n
             }
-            found = frame.symbol_address() as usize == marker;
-            true
-        });
-        if !found {
-            return;
-        }
+        };
         let key = &ips[..n];
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = seen.get(key) {
@@ -198,7 +209,7 @@ impl StackCounter {
         // The frames that call `main` are the same for every program.
         while lines
             .last()
-            .is_some_and(|l| l.starts_with("core::ops::function::"))
+            .is_some_and(|l| l.starts_with("core::ops::function::") || l.starts_with("call_once"))
         {
             lines.pop();
         }
@@ -220,11 +231,12 @@ impl StackCounter {
     }
 }
 
-/// The Rust runtime's frames below `main`: a stack ends there.
+/// The Rust runtime's frames below `main`: a stack ends there. (Names are
+/// full paths with full debug information, bare names with line tables only.)
 fn is_runtime(func: &str) -> bool {
     func.starts_with("std::rt::")
-        || func.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-        || func.starts_with("std::sys_common::backtrace::__rust_begin_short_backtrace")
+        || func.contains("__rust_begin_short_backtrace")
+        || func.starts_with("lang_start")
 }
 
 /// Room for return addresses: the deepest stack plus spare frames.

@@ -1,6 +1,6 @@
 //! The one module with `unsafe` code.
 //!
-//! Two small primitives live here, and nothing else:
+//! Three small primitives live here, and nothing else:
 //!
 //! * [`SharedMap`]: a shared, writable memory mapping of a counter file that
 //!   is never unmapped. It hands out atomics at checked, aligned offsets, so
@@ -10,6 +10,9 @@
 //! * [`AtomicRef`]: an atomic, nullable `&'static T`, the building block of
 //!   the lock-free counter registry and of the switch from one week's file to
 //!   the next.
+//! * `unwind` (Linux, x86-64): what the fast stack walker (`crate::unwind`)
+//!   cannot do safely: find the loaded code's unwind tables, read the
+//!   current registers, and read the current thread's stack within bounds.
 //!
 //! Why mappings are never unmapped: a counter caches a reference to its slot
 //! in the file, and the increment path is a single atomic add through it.
@@ -31,6 +34,9 @@
 //! allocation pointer now reads zero, which the counter file code treats as
 //! broken). A fault anywhere else is handed to the handler that was there
 //! before.
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod unwind;
 
 use std::fs::File;
 use std::marker::PhantomData;
