@@ -19,6 +19,34 @@
 //! the same key (`reports/<week>/<h2>/<sha256>.json`) with a conditional
 //! put, and the store lets exactly one of them create it.
 //!
+//! # Several instances, one bucket
+//!
+//! Nothing is kept in a server process but a cache of the charts and the
+//! set of weeks it received reports for since its last merge, so instances
+//! can be added, removed or killed at any time:
+//!
+//! - **Ingest.** A report is stored (conditional put) *before* the 2xx
+//!   answer. An answered report is in the bucket; a killed instance loses at
+//!   most the uploads in flight, which were never answered, and clients send
+//!   them again later (the same bytes, hence the same key: stored once).
+//! - **Merge.** A merge lists every shard of the week, streams the reports
+//!   into a local scratch file and uploads it as one new object (a single
+//!   `PutObject`, or a multipart upload that becomes visible only when it
+//!   completes). S3 replaces an object atomically, so a reader sees one
+//!   complete archive or another, never a torn one; two merges at once each
+//!   write a complete archive and the last one wins. A merge is a pure
+//!   function of the reports it lists, so running it again is harmless.
+//! - **Why no report is lost.** Reports are never modified or deleted, and
+//!   S3 listings are strongly consistent, so a merge includes every report
+//!   answered before the merge started. A merge that started earlier may
+//!   finish later and put back an archive without the newest reports, but
+//!   the next merge (the instances merge the weeks they received reports
+//!   for, every `--merge-interval`, and `clearcount merge` rebuilds all
+//!   weeks) adds them again. Hence: after a merge that started once the
+//!   last upload was answered and no older merge still running (for example
+//!   the scheduled `clearcount merge` job), every accepted report is in the
+//!   archive exactly once.
+//!
 //! # Settings
 //!
 //! Endpoint, region and credentials come from the usual environment:
@@ -208,6 +236,7 @@ impl S3Store {
             parsed.push((key, v.as_ref().to_owned()));
         }
         let store = S3Store::build(&location, &parsed, standard_retry())?;
+        store.remove_stale_scratch();
         // The check uses its own client on its own runtime (in a thread of
         // its own, so that this works inside a runtime too), with few
         // retries: the store's pooled connections stay on the caller's
@@ -267,6 +296,25 @@ impl S3Store {
             inner,
             location,
             scratch,
+        }
+    }
+
+    /// Removes scratch files (merge output not yet uploaded) left by a
+    /// process killed more than an hour ago.
+    fn remove_stale_scratch(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.scratch) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 
