@@ -50,7 +50,14 @@ impl Drop for Demo {
 /// Starts the demo and returns its base URL once its data is in.
 fn start_demo(data: &std::path::Path) -> (Demo, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_clearcount"))
-        .args(["demo", "--installations", "14", "--min-reports", "3", "--data"])
+        .args([
+            "demo",
+            "--installations",
+            "14",
+            "--min-reports",
+            "3",
+            "--data",
+        ])
         .arg(data)
         .env_remove("DO_NOT_TRACK")
         .stdout(Stdio::piped())
@@ -95,15 +102,31 @@ fn charts_render_in_chromium() {
 
     // The DOM as the browser built it.
     let out = browse(&["--dump-dom", &url], &profile);
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     let svgs = dom.matches("<svg").count();
-    assert!(svgs >= 5, "expected several charts, found {svgs} <svg> elements");
+    assert!(
+        svgs >= 5,
+        "expected several charts, found {svgs} <svg> elements"
+    );
     assert!(dom.contains("<title>"), "charts have titles");
-    assert!(dom.contains("instrumented: versions"), "the versions chart is there");
-    assert!(dom.contains("instrumented/command"), "a declared counter's chart is there");
+    assert!(
+        dom.contains("instrumented: versions"),
+        "the versions chart is there"
+    );
+    assert!(
+        dom.contains("instrumented/command"),
+        "a declared counter's chart is there"
+    );
     assert!(dom.contains("<rect"), "charts have bars");
-    assert!(dom.contains("hello") && dom.contains("stack"), "legends name the buckets");
+    assert!(
+        dom.contains("hello") && dom.contains("stack"),
+        "legends name the buckets"
+    );
     assert!(
         !dom.contains("undeclared-thing"),
         "an undeclared counter never reaches the public pages"
@@ -124,7 +147,10 @@ fn charts_render_in_chromium() {
     );
     assert!(out.status.success(), "screenshot failed");
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real picture");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real picture"
+    );
 
     // The other public pages load too.
     for page in ["/", "/data/", "/config", "/counters"] {
