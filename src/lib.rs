@@ -27,7 +27,7 @@
 //!
 //! # How it works
 //!
-//! **The counter file** ([`format`], `countfile.rs`, `counters-spec/file-format.md`).
+//! **The counter file** ([`format`](mod@format), `countfile.rs`, `counters-spec/file-format.md`).
 //! Each program build (program, version, OS, arch) has one file per week
 //! in `<telemetry dir>/counts/`. Every process of that build maps the file
 //! shared and writable, once, at its largest size, and never remaps it. A

@@ -4,7 +4,7 @@
 //!
 //! | module | what | feature |
 //! |---|---|---|
-//! | [`panic`] | an opt-in panic hook that counts `crash/panic` with the panicking stack | none |
+//! | [`panic`](mod@panic) | an opt-in panic hook that counts `crash/panic` with the panicking stack | none |
 //! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
 //! | [`notice`] | the first-run notice, once per installation | none |
 //! | `flags` | which flags and subcommands were used, never their values | `kit` |
