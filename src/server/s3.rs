@@ -105,8 +105,8 @@ impl S3Location {
     /// Parses `s3://bucket` or `s3://bucket/prefix`.
     ///
     /// ```
-    /// let l = clearcount::server::s3::S3Location::parse("s3://b").unwrap();
-    /// assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("b", ""));
+    /// let l = clearcount::server::s3::S3Location::parse("s3://telemetry").unwrap();
+    /// assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("telemetry", ""));
     /// ```
     pub fn parse(url: &str) -> io::Result<S3Location> {
         let bad = |why: &str| {
