@@ -92,6 +92,12 @@ fn free_port() -> u16 {
 
 impl Moto {
     fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// moto with extra environment variables (e.g. to turn on its
+    /// authentication checks).
+    fn start_with(env: &[(&str, &str)]) -> Moto {
         let probe = Command::new("python3")
             .args(["-c", "import moto.server"])
             .output();
@@ -114,6 +120,7 @@ impl Moto {
             let child = Command::new("python3")
                 .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
                 .arg(port.to_string())
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&log).unwrap())
                 .stderr(std::fs::File::create(dir.0.join("moto.err")).unwrap())
@@ -375,6 +382,69 @@ fn clear_errors_for_a_missing_bucket_and_a_bad_url() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn clear_error_when_the_credentials_are_refused() {
+    // With INITIAL_NO_AUTH_ACTION_COUNT=0 moto checks every request's
+    // access key; ours is unknown to it.
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let e = S3Store::from_url_with("s3://locked-bucket", moto.env())
+        .expect_err("an unknown access key is refused");
+    let msg = e.to_string();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{msg}");
+    assert!(
+        msg.contains("credentials refused by s3://locked-bucket"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
+#[test]
+fn clearcount_merge_publishes_the_static_site_on_a_directory_too() {
+    let dir = TempDir::new("dirsite");
+    let data = dir.0.join("data");
+    let store: Arc<dyn Store> = Arc::new(clearcount::server::store::DirStore::open(&data).unwrap());
+    let rt = runtime();
+    rt.block_on(async {
+        for i in 0..12 {
+            let bytes = report(i).to_bytes();
+            let key = clearcount::server::store::report_key(
+                &week(1),
+                &clearcount::server::store::sha256_hex(&bytes),
+            );
+            store.put_if_absent(&key, bytes).await.unwrap();
+        }
+        store
+            .put("config/current.toml", CONFIG.as_bytes().to_vec())
+            .await
+            .unwrap();
+        store
+            .put("config/history/v1.toml", CONFIG.as_bytes().to_vec())
+            .await
+            .unwrap();
+    });
+    let stats = clearcount::server::merge::merge_blocking(&data.display().to_string()).unwrap();
+    assert_eq!(stats.reports, 12);
+    let site = data.join("site");
+    let charts = std::fs::read_to_string(site.join("charts.html")).unwrap();
+    assert!(
+        charts.contains("<svg") && charts.contains("12 reports"),
+        "{charts}"
+    );
+    let data_page = std::fs::read_to_string(site.join("data.html")).unwrap();
+    let link = format!("../archive/{}.ndjson", week(1));
+    assert!(data_page.contains(&link));
+    // The relative link resolves to the archive file next to site/.
+    assert!(site.join(&link).exists());
+    let config_page = std::fs::read_to_string(site.join("config.html")).unwrap();
+    assert!(config_page.contains("../config/history/v1.toml"));
+    assert!(site.join("../config/history/v1.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(site.join("config.toml")).unwrap(),
+        CONFIG
+    );
+    assert!(site.join("index.html").exists());
 }
 
 // ---------------------------------------------------------------------------
