@@ -133,6 +133,17 @@ fn sigkill_mid_counting_leaves_a_parsable_file() {
     assert_eq!(merged(dir.path())["after"], 3);
 }
 
+/// The `TICKS=n` a child printed on stderr.
+fn ticks(out: &std::process::Output) -> u64 {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("TICKS="))
+        .expect("child reports its ticks")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn child_env() -> Option<String> {
     std::env::var("ENGINE_CHILD").ok()
 }
@@ -160,9 +171,11 @@ fn run_child(name: &str, dir: &Path, extra: &[(&str, &str)]) -> std::process::Ch
     ])
     .env("ENGINE_CHILD", name)
     .env("CLEARCOUNT_DIR", dir)
+    .env_remove("CLEARCOUNT_NOW")
     .env_remove("DO_NOT_TRACK")
     .env_remove("EXAMPLE_TELEMETRY")
-    .stdout(Stdio::null());
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     for (k, v) in extra {
         c.env(k, v);
     }
@@ -194,7 +207,7 @@ fn sigkill_while_the_file_grows() {
 /// Child: counts across a week boundary with a clock that starts 1.5 s
 /// before it.
 #[test]
-fn child_long_runner() {
+fn child_long() {
     if child_env().as_deref() != Some("long") {
         return;
     }
@@ -220,33 +233,15 @@ fn long_running_process_moves_to_next_week() {
     std::fs::create_dir_all(&ns).unwrap();
     std::fs::write(ns.join("week-start"), "Mon\n").unwrap();
     // 2026-11-23 is a Monday.
-    let child = {
-        let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args([
-            "child_long_runner",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ENGINE_CHILD", "long")
-        .env("CLEARCOUNT_DIR", dir.path())
-        .env("CLEARCOUNT_NOW", "2026-11-22T23:59:58.500Z")
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("EXAMPLE_TELEMETRY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let out = child.wait_with_output().unwrap();
+    let out = run_child(
+        "long",
+        dir.path(),
+        &[("CLEARCOUNT_NOW", "2026-11-22T23:59:58.500Z")],
+    )
+    .wait_with_output()
+    .unwrap();
     assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ticks: u64 = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("TICKS="))
-        .expect("child reports its ticks")
-        .trim()
-        .parse()
-        .unwrap();
+    let ticks = ticks(&out);
     let files = counts(dir.path());
     let weeks: Vec<String> = files
         .iter()
@@ -522,21 +517,7 @@ fn stack_counter_records_function_names_and_line_offsets() {
 #[test]
 fn file_truncated_under_a_running_process() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args([
-        "child_long_runner",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("ENGINE_CHILD", "long")
-    .env("CLEARCOUNT_DIR", dir.path())
-    .env_remove("CLEARCOUNT_NOW")
-    .env_remove("DO_NOT_TRACK")
-    .env_remove("EXAMPLE_TELEMETRY")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
+    let child = run_child("long", dir.path(), &[]);
     let counts_dir = dir.path().join("example").join("counts");
     let deadline = Instant::now() + Duration::from_secs(2);
     let file = loop {
@@ -717,27 +698,18 @@ fn short_lived_by_default_long_lived_still_rotates() {
     let ns = dir.path().join("example");
     std::fs::create_dir_all(&ns).unwrap();
     std::fs::write(ns.join("week-start"), "Mon\n").unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["child_lazy", "--exact", "--nocapture", "--test-threads=1"])
-        .env("ENGINE_CHILD", "lazy")
-        .env("CLEARCOUNT_DIR", dir.path())
-        .env("CLEARCOUNT_NOW", "2026-11-22T23:59:57.500Z")
-        .env("CLEARCOUNT_TEST_LAZY_MS", "1000")
-        .env_remove("DO_NOT_TRACK")
-        .env_remove("EXAMPLE_TELEMETRY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = run_child(
+        "lazy",
+        dir.path(),
+        &[
+            ("CLEARCOUNT_NOW", "2026-11-22T23:59:57.500Z"),
+            ("CLEARCOUNT_TEST_LAZY_MS", "1000"),
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
     assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ticks: u64 = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("TICKS="))
-        .expect("child reports its ticks")
-        .trim()
-        .parse()
-        .unwrap();
+    let ticks = ticks(&out);
     let files = counts(dir.path());
     let weeks: Vec<String> = files
         .iter()
