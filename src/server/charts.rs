@@ -324,11 +324,11 @@ impl Chart {
     pub fn to_svg(&self) -> String {
         use std::fmt::Write;
         const W: f64 = 760.0;
-        const H: f64 = 300.0;
+        const H: f64 = 316.0;
         const LEFT: f64 = 56.0;
         const RIGHT: f64 = 190.0;
         const TOP: f64 = 16.0;
-        const BOTTOM: f64 = 56.0;
+        const BOTTOM: f64 = 72.0;
         let plot_w = W - LEFT - RIGHT;
         let plot_h = H - TOP - BOTTOM;
         let max = self
