@@ -1,0 +1,125 @@
+//! The upload state for `clearcount status`: when the next upload can
+//! happen and what happened last time. Reads only.
+
+use super::state::load_state;
+use super::token::{TokenState, token_path, token_state};
+use super::upload_dir;
+use crate::mode::Mode;
+use crate::weekly;
+use std::path::Path;
+
+/// Upload state for `clearcount status`.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let s = clearcount::upload::status("mytool", dir.path());
+/// assert!(!s.lines().is_empty());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct UploadStatus {
+    lines: Vec<String>,
+    json: serde_json::Value,
+}
+
+impl UploadStatus {
+    /// As JSON.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let v = clearcount::upload::status("mytool", dir.path()).to_json();
+    /// assert!(v["next"].is_string());
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.json.clone();
+        v["lines"] = serde_json::json!(self.lines);
+        v
+    }
+    /// As lines of text.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// for l in clearcount::upload::status("mytool", dir.path()).lines() { println!("{l}"); }
+    /// ```
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+}
+
+/// The upload state of a namespace whose directory is `dir`: when the next
+/// upload can happen and what happened last time, in plain words. Reads
+/// only.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let s = clearcount::upload::status("mytool", dir.path());
+/// assert!(s.lines()[0].starts_with("next upload"));
+/// ```
+pub fn status(ns: &str, dir: &Path) -> UploadStatus {
+    let now = crate::clock::now();
+    let today = now.date_naive();
+    let eff = crate::mode::effective(ns, Some(dir), Mode::Local);
+    let state = load_state(dir);
+    let mut held = None;
+    let mut done = None;
+    for k in 0..4 {
+        let p = token_path(dir, today, k);
+        match token_state(&p, now.timestamp()) {
+            TokenState::Done => {
+                done = std::fs::read_to_string(&p)
+                    .ok()
+                    .map(|t| t.trim_start_matches("done").trim().to_string())
+            }
+            TokenState::Held => held = Some(p),
+            TokenState::Free => {}
+        }
+    }
+    let next = if eff.mode != Mode::On {
+        format!("next upload: never while the mode is {}", eff.mode)
+    } else if held.is_some() {
+        "next upload: one is running now".to_string()
+    } else if done.is_some() {
+        format!(
+            "next upload: {} or later (at most once a day; today's run is done)",
+            today + chrono::Days::new(1)
+        )
+    } else {
+        "next upload: today, the next time a program of the toolchain starts".to_string()
+    };
+    let pending: Vec<String> = weekly::report_weeks(dir)
+        .into_iter()
+        .filter(|w| {
+            !state.weeks.contains_key(w) && !upload_dir(dir).join(format!("{w}.json")).exists()
+        })
+        .collect();
+    let finished = weekly::any_finished(dir, today);
+    let mut lines = vec![next.clone()];
+    match &state.last {
+        Some(e) => lines.push(format!("last upload run: {}: {}", e.date, e.what)),
+        None => lines.push("last upload run: never".into()),
+    }
+    if let Some(e) = &state.last_sent {
+        lines.push(format!("last sent: {}: {}", e.date, e.what));
+    }
+    if !pending.is_empty() && eff.mode == Mode::On {
+        lines.push(format!(
+            "reports waiting to be sent: {}",
+            pending.join(", ")
+        ));
+    }
+    if finished {
+        lines.push("finished weeks not yet made into reports: yes".into());
+    }
+    if let Some(v) = state.accepted_config {
+        lines.push(format!("collection config accepted: version {v}"));
+    }
+    let json = serde_json::json!({
+        "next": next,
+        "last": state.last,
+        "last_sent": state.last_sent,
+        "pending": pending,
+        "finished_weeks_unreported": finished,
+        "accepted_config": state.accepted_config,
+        "weeks": state.weeks,
+    });
+    UploadStatus { lines, json }
+}
