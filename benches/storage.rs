@@ -8,6 +8,12 @@
 //! - `storage/merge/{dir,s3}`: time to merge N stored reports into the
 //!   week's archive (`merge_all`, streaming; for S3: one listing per shard,
 //!   one GET per report, one upload of the archive).
+//! - `storage/merge/s3-latency`: the same merge through [`S3Store`] over an
+//!   in-memory object store that waits `CLEARCOUNT_BENCH_LATENCY_MS`
+//!   (default 5) per request, as a remote store does; moto answers from the
+//!   same machine in well under a millisecond but handles one request at a
+//!   time, so it shows neither the latency nor the gain of the S3 store's
+//!   read-ahead (reports fetched 16 at a time).
 //!
 //! The object store is moto's S3 server (`python3 -m pip install
 //! 'moto[server]'`), started on a free loopback port and stopped at the end.
@@ -280,9 +286,24 @@ fn main() {
         let dir_store: Arc<dyn Store> = Arc::new(DirStore::open(dir.join("merge")).unwrap());
         let s3_store: Arc<dyn Store> =
             Arc::new(S3Store::from_url_with("s3://bench/merge", moto.env()).unwrap());
+        let latency = Duration::from_millis(env_num("CLEARCOUNT_BENCH_LATENCY_MS", 5));
+        let slow = object_store::throttle::ThrottledStore::new(
+            object_store::memory::InMemory::new(),
+            object_store::throttle::ThrottleConfig {
+                wait_get_per_call: latency,
+                wait_list_per_call: latency,
+                wait_put_per_call: latency,
+                ..Default::default()
+            },
+        );
+        let slow_store: Arc<dyn Store> = Arc::new(S3Store::with_object_store(
+            Arc::new(slow),
+            clearcount::server::s3::S3Location::parse("s3://bench/merge").unwrap(),
+        ));
         let t = Instant::now();
         fill(&rt, &dir_store, n, &week);
         fill(&rt, &s3_store, n, &week);
+        fill(&rt, &slow_store, n, &week);
         eprintln!(
             "storage/merge: {n} reports stored in each backend in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -290,7 +311,11 @@ fn main() {
         let mut g = c.benchmark_group("storage/merge");
         g.throughput(Throughput::Elements(n));
         g.sampling_mode(SamplingMode::Flat);
-        for (name, store) in [("dir", &dir_store), ("s3", &s3_store)] {
+        for (name, store) in [
+            ("dir", &dir_store),
+            ("s3", &s3_store),
+            ("s3-latency", &slow_store),
+        ] {
             g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let t = Instant::now();

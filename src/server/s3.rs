@@ -10,7 +10,7 @@
 //! | [`Store::put_if_absent`] | `PutObject` with `If-None-Match: *` (a 412 means the report is already there: [`PutOutcome::Existed`]) |
 //! | [`Store::put`] | `PutObject` (atomic: readers see the old object or the new one) |
 //! | [`Store::put_file`] | one `PutObject` for a small file, else a multipart upload in 8 MiB parts, read from disk part by part (the object appears only when the upload completes) |
-//! | [`Store::get`] | `GetObject` |
+//! | [`Store::get`] | `GetObject`; the reports of a shard just listed are fetched ahead, 16 at a time, so that the merge (one report at a time) does not wait one round trip per report |
 //! | [`Store::open`] | `GetObject`, its body streamed into a blocking reader |
 //! | [`Store::list`] | `ListObjectsV2` with delimiter `/` (all pages) |
 //! | [`Store::delete`] | `DeleteObject` |
@@ -169,6 +169,85 @@ pub struct S3Store {
     inner: Arc<dyn ObjectStore>,
     location: S3Location,
     scratch: PathBuf,
+    read_ahead: Arc<ReadAhead>,
+}
+
+/// Reports fetched ahead of the merge (see [`S3Store`]'s `list`): the merge
+/// reads one report at a time, which over S3 would be one round trip per
+/// report; listing a report shard starts fetching its reports, a few at a
+/// time and a bounded number ahead, so that the merge's `get`s find them
+/// here. Reports are immutable, so a fetched one stays valid.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    /// key → (when the fetch started, the report once fetched). The slot's
+    /// lock is held by its fetch until it is done, so a `get` that comes
+    /// first waits for it instead of fetching the report again.
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Slot)>>,
+    /// Signalled when an entry is taken.
+    room: tokio::sync::Notify,
+    /// The last report key read (reads go in key order within a shard): a
+    /// read-ahead that fell behind skips the keys already read.
+    cursor: std::sync::Mutex<String>,
+}
+
+/// Reports fetched at once by the read-ahead.
+const READ_AHEAD_CONCURRENCY: usize = 16;
+/// Reports held at most by the read-ahead (each at most 64 KiB).
+const READ_AHEAD_WINDOW: usize = 256;
+/// A fetched report not taken within this time is dropped, and a
+/// read-ahead whose window stays full this long stops.
+const READ_AHEAD_EXPIRY: Duration = Duration::from_secs(30);
+
+/// One report fetched ahead (`None` while fetching, or if the fetch failed).
+type Slot = Arc<tokio::sync::Mutex<Option<Vec<u8>>>>;
+
+impl ReadAhead {
+    fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |m| m.len())
+    }
+
+    /// The report fetched ahead under `key`, waiting for its fetch if it is
+    /// under way; `None` if there is none or the fetch failed.
+    async fn take(&self, key: &str) -> Option<Vec<u8>> {
+        if let Ok(mut c) = self.cursor.lock() {
+            key.clone_into(&mut c);
+        }
+        let slot = self.entries.lock().ok()?.remove(key).map(|(_, s)| s)?;
+        self.room.notify_waiters();
+        slot.lock().await.take()
+    }
+
+    /// True if `key` was passed by the reader already (same shard, not
+    /// after the last key read).
+    fn passed(&self, key: &str) -> bool {
+        let Ok(c) = self.cursor.lock() else {
+            return false;
+        };
+        let shard = |k: &str| k.rsplit_once('/').map(|(d, _)| d.to_owned());
+        shard(&c) == shard(key) && key <= c.as_str()
+    }
+
+    /// Forgets what was fetched ahead under `key` (after a write or a
+    /// delete of it: the store stays read-after-write consistent).
+    fn evict(&self, key: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(key);
+        }
+    }
+
+    fn insert(&self, key: String, slot: Slot) {
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= READ_AHEAD_WINDOW {
+                m.retain(|_, (t, _)| t.elapsed() < READ_AHEAD_EXPIRY);
+            }
+            m.insert(key, (std::time::Instant::now(), slot));
+        }
+    }
+}
+
+/// True for `reports/<week>/<h2>/`, a shard of reports.
+fn is_report_shard(prefix: &str) -> bool {
+    prefix.starts_with("reports/") && prefix.matches('/').count() == 3
 }
 
 fn is_loopback_url(url: &str) -> bool {
@@ -296,6 +375,7 @@ impl S3Store {
             inner,
             location,
             scratch,
+            read_ahead: Arc::default(),
         }
     }
 
@@ -434,6 +514,56 @@ impl S3Store {
             ),
         };
         io::Error::new(kind, msg)
+    }
+
+    /// Starts fetching the reports of a listed shard, in listing order (the
+    /// merge's order), [`READ_AHEAD_CONCURRENCY`] at a time and at most
+    /// [`READ_AHEAD_WINDOW`] ahead of what was taken. Errors are left for
+    /// the `get` that comes after.
+    fn start_read_ahead(&self, objects: &[ObjectMeta]) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let keys: Vec<(String, OsPath)> = objects
+            .iter()
+            .filter(|o| o.key.ends_with(".json") && o.size <= super::MAX_BODY as u64)
+            .filter_map(|o| Some((o.key.clone(), self.full_key(&o.key).ok()?)))
+            .collect();
+        let inner = self.inner.clone();
+        let ra = self.read_ahead.clone();
+        rt.spawn(async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_CONCURRENCY));
+            for (key, path) in keys {
+                while ra.len() >= READ_AHEAD_WINDOW {
+                    let room = ra.room.notified();
+                    if ra.len() < READ_AHEAD_WINDOW {
+                        break;
+                    }
+                    if tokio::time::timeout(READ_AHEAD_EXPIRY, room).await.is_err() {
+                        return; // nobody is reading: stop
+                    }
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                if ra.passed(&key) {
+                    continue;
+                }
+                let slot: Slot = Arc::default();
+                let mut fetched = slot.clone().lock_owned().await;
+                ra.insert(key, slot);
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    if let Ok(r) = inner.get(&path).await
+                        && let Ok(b) = r.bytes().await
+                    {
+                        *fetched = Some(b.to_vec());
+                    }
+                    drop(fetched);
+                    drop(permit);
+                });
+            }
+        });
     }
 
     async fn put_file_async(&self, key: &str, path: &Path) -> io::Result<()> {
@@ -599,21 +729,31 @@ impl Store for S3Store {
                 attributes: attributes(key),
                 ..Default::default()
             };
-            self.inner
+            let r = self
+                .inner
                 .put_opts(&dest, PutPayload::from(bytes), opts)
                 .await
                 .map(|_| ())
-                .map_err(|e| self.error(e, "put", key))
+                .map_err(|e| self.error(e, "put", key));
+            self.read_ahead.evict(key);
+            r
         })
     }
 
     fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()> {
-        Box::pin(self.put_file_async(key, path))
+        Box::pin(async move {
+            let r = self.put_file_async(key, path).await;
+            self.read_ahead.evict(key);
+            r
+        })
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
             let src = self.full_key(key)?;
+            if let Some(b) = self.read_ahead.take(key).await {
+                return Ok(Some(b));
+            }
             let r = match self.inner.get(&src).await {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -685,6 +825,9 @@ impl Store for S3Store {
             listing.dirs.sort();
             listing.dirs.dedup();
             listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            if is_report_shard(prefix) && !listing.objects.is_empty() {
+                self.start_read_ahead(&listing.objects);
+            }
             Ok(listing)
         })
     }
@@ -692,10 +835,12 @@ impl Store for S3Store {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let dest = self.full_key(key)?;
-            match self.inner.delete(&dest).await {
+            let r = match self.inner.delete(&dest).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(self.error(e, "delete", key)),
-            }
+            };
+            self.read_ahead.evict(key);
+            r
         })
     }
 
@@ -749,6 +894,21 @@ mod tests {
             s.delete(k).await.unwrap();
             s.delete(k).await.unwrap();
             assert!(s.get(k).await.unwrap().is_none());
+            // Read-ahead: listing a shard fetches its reports; every get
+            // returns the right bytes, whether fetched ahead or not.
+            for n in 0..300u32 {
+                let key = format!("reports/2026-11-16/ef/{n:04}.json");
+                s.put_if_absent(&key, n.to_le_bytes().to_vec())
+                    .await
+                    .unwrap();
+            }
+            let shard = s.list("reports/2026-11-16/ef/").await.unwrap();
+            assert_eq!(shard.objects.len(), 300);
+            for (n, o) in shard.objects.iter().enumerate() {
+                let b = s.get(&o.key).await.unwrap().unwrap();
+                assert_eq!(b, (n as u32).to_le_bytes().to_vec(), "{}", o.key);
+            }
+            assert!(s.read_ahead.len() <= READ_AHEAD_CONCURRENCY);
             assert!(s.put("../x", vec![]).await.is_err());
             assert!(s.list("reports").await.is_err());
         });
