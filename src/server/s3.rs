@@ -57,7 +57,7 @@
 //! `http://127.0.0.1:9000`). Requests use path-style URLs
 //! (`<endpoint>/<bucket>/<key>`) unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`
 //! is set. The store must support conditional writes (`If-None-Match: *`
-//! on `PutObject`): AWS S3, MinIO, Cloudflare R2, Garage and moto do.
+//! on `PutObject`): AWS S3, MinIO, Cloudflare R2 and moto do.
 //!
 //! Opening a store checks the bucket once (a one-level listing), so that a
 //! missing bucket, refused credentials or an unreachable endpoint are a
