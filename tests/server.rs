@@ -858,3 +858,78 @@ fn kill_9_during_ingest_and_merge_leaves_no_partial_file() {
     merge::merge_blocking(&data.display().to_string()).unwrap();
     assert_eq!(check_archive(&data), files.len());
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A bounded load (6,000 uploads from 4 threads, merging every 100 ms) on a
+/// server in its own process: after a warm-up its memory stays flat.
+#[test]
+fn server_memory_stays_flat_under_load() {
+    use std::io::BufRead;
+    let dir = TempDir::new("mem");
+    std::fs::write(dir.0.join("config.toml"), CONFIG_V1).unwrap();
+    let mut child = KillOnDrop(spawn_child("serve", &dir.0));
+    let pid = child.0.id();
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
+        // The test harness may have printed "test child_process ... " first.
+        if let Some((_, a)) = line.split_once("CHILD-ADDR ") {
+            break a.trim().to_string();
+        }
+    };
+    // Keep reading what the server prints, so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let url = format!("http://{addr}/upload");
+    let reports: Vec<Vec<u8>> = many_reports(6000, 11)
+        .iter()
+        .map(|r| r.to_bytes())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let send = |batch: &[Vec<u8>]| {
+        std::thread::scope(|s| {
+            for part in batch.chunks(batch.len().div_ceil(4)) {
+                let url = url.clone();
+                s.spawn(move || {
+                    let a = agent();
+                    for body in part {
+                        assert!(Instant::now() < deadline, "load test ran out of time");
+                        let r = a.post(&url).send(&body[..]).expect("transport error");
+                        assert!(r.status().is_success(), "status {}", r.status());
+                    }
+                });
+            }
+        });
+    };
+    send(&reports[..1500]);
+    let warm = rss_kib(pid);
+    send(&reports[1500..]);
+    let after = rss_kib(pid);
+    eprintln!("server RSS after 1,500 uploads: {warm} KiB; after 6,000: {after} KiB");
+    assert!(
+        after < warm + 16 * 1024,
+        "memory grew from {warm} KiB to {after} KiB"
+    );
+    let stored = std::fs::read_dir(dir.0.join("data").join("reports"))
+        .map(|weeks| {
+            weeks
+                .flatten()
+                .flat_map(|w| std::fs::read_dir(w.path()).unwrap().flatten())
+                .map(|shard| std::fs::read_dir(shard.path()).unwrap().count())
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    let distinct: std::collections::BTreeSet<&Vec<u8>> = reports.iter().collect();
+    assert_eq!(stored, distinct.len(), "every upload is stored once");
+}
