@@ -229,6 +229,13 @@ impl Telemetry {
             file: None,
             problem: None,
         };
+        if cfg!(target_endian = "big") {
+            // Counter files are little-endian and updated in place with
+            // native atomics: a big-endian host cannot share them.
+            started.problem = Some("telemetry is not supported on big-endian hosts".into());
+            turn_off();
+            return started;
+        }
         if let Err(e) = crate::dirs::check_namespace(&self.namespace) {
             started.problem = Some(e);
             turn_off();
