@@ -79,6 +79,7 @@ pub mod ingest;
 pub mod merge;
 pub mod pages;
 pub mod publish;
+pub mod render;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod store;

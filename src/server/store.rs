@@ -455,3 +455,24 @@ pub fn report_key(week: &str, hash: &str) -> String {
 pub fn archive_key(week: &str) -> String {
     format!("archive/{week}.ndjson")
 }
+
+/// The weekly archive files (`archive/<week>.ndjson`), in key order (oldest
+/// week first).
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let store = clearcount::server::store::open_store("./clearcount-data")?;
+/// for f in clearcount::server::store::archive_files(&*store).await? {
+///     println!("{} ({} bytes)", f.key, f.size);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn archive_files(store: &dyn Store) -> io::Result<Vec<ObjectMeta>> {
+    Ok(store
+        .list("archive/")
+        .await?
+        .objects
+        .into_iter()
+        .filter(|o| o.key.ends_with(".ndjson"))
+        .collect())
+}
