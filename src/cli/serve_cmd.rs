@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Data directory: reports, archive, config history.
+    /// Data store, a directory or s3://bucket/prefix: reports, archive,
+    /// config history, static site.
     #[arg(long, default_value = "./clearcount-data")]
     pub data: String,
     /// The collection config (signature read from FILE.minisig); reloaded
@@ -70,13 +71,19 @@ impl ServeArgs {
 /// use clap::Parser;
 /// #[derive(Parser)]
 /// struct Cli { #[command(flatten)] merge: clearcount::cli::serve_cmd::MergeArgs }
-/// assert_eq!(Cli::parse_from(["merge", "--data", "d"]).merge.data, "d");
+/// let m = Cli::parse_from(["merge", "--data", "d", "--min-reports", "3"]).merge;
+/// assert_eq!((m.data.as_str(), m.min_reports), ("d", 3));
 /// ```
 #[derive(Debug, Clone, clap::Args)]
 pub struct MergeArgs {
-    /// Data directory (as given to `clearcount serve`).
+    /// Data store, a directory or s3://bucket/prefix (as given to
+    /// `clearcount serve`).
     #[arg(long, default_value = "./clearcount-data")]
     pub data: String,
+    /// The static site's charts hide a bucket seen in fewer than this many
+    /// reports in a week (as `clearcount serve --min-reports`).
+    #[arg(long, default_value_t = 10)]
+    pub min_reports: u64,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; prints its URL once listening.
@@ -95,14 +102,18 @@ pub fn run_serve(args: ServeArgs) -> Result<(), String> {
     })
 }
 
-/// Rebuilds every week's archive file; prints what it did.
+/// Rebuilds every week's archive file, then the static site; prints what it
+/// did.
 ///
 /// ```no_run
-/// let args = clearcount::cli::serve_cmd::MergeArgs { data: "./clearcount-data".into() };
+/// let args = clearcount::cli::serve_cmd::MergeArgs { data: "./clearcount-data".into(), min_reports: 10 };
 /// clearcount::cli::serve_cmd::run_merge(args).unwrap();
 /// ```
 pub fn run_merge(args: MergeArgs) -> Result<(), String> {
-    let stats = server::merge::merge_blocking(&args.data)?;
+    let opts = server::publish::PublishOptions {
+        min_reports: args.min_reports,
+    };
+    let stats = server::merge::merge_blocking_with(&args.data, &opts)?;
     println!(
         "clearcount merge: {} reports in {} weekly archive files{}",
         stats.reports,

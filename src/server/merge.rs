@@ -9,6 +9,7 @@
 //! once each produce the whole file: the last rename wins, nothing is torn.
 //! The `week` of an archive is the reports' `week` field.
 
+use super::publish::PublishOptions;
 use super::store::{self, Store};
 use crate::report::Report;
 use std::io::{self, Write};
@@ -205,14 +206,28 @@ pub async fn merge_open_weeks(
     merge_weeks(store, weeks).await
 }
 
-/// `clearcount merge --data DIR`: rebuilds every week's archive, in its own
-/// runtime. Returns the totals.
+/// `clearcount merge --data DIR`: rebuilds every week's archive, then the
+/// static site with the default [`PublishOptions`], in its own runtime.
+/// Returns the totals.
 ///
 /// ```no_run
 /// let s = clearcount::server::merge::merge_blocking("./clearcount-data").unwrap();
 /// println!("{} reports in {} weeks", s.reports, s.weeks);
 /// ```
 pub fn merge_blocking(data: &str) -> Result<MergeStats, String> {
+    merge_blocking_with(data, &PublishOptions::default())
+}
+
+/// [`merge_blocking`], publishing the static site with `opts`
+/// (`clearcount merge --min-reports K`).
+///
+/// ```no_run
+/// use clearcount::server::publish::PublishOptions;
+/// let opts = PublishOptions { min_reports: 5 };
+/// let s = clearcount::server::merge::merge_blocking_with("./clearcount-data", &opts).unwrap();
+/// println!("{} reports in {} weeks", s.reports, s.weeks);
+/// ```
+pub fn merge_blocking_with(data: &str, opts: &PublishOptions) -> Result<MergeStats, String> {
     let store =
         store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
     let rt = super::runtime()?;
@@ -220,8 +235,7 @@ pub fn merge_blocking(data: &str) -> Result<MergeStats, String> {
         .block_on(merge_all(store.clone()))
         .map_err(|e| format!("merge failed: {e}"))?;
     // The static site (`site/`) from the new archive.
-    let opts = super::publish::PublishOptions::default();
-    rt.block_on(super::publish::publish_site(store, &opts))
+    rt.block_on(super::publish::publish_site(store, opts))
         .map_err(|e| format!("merge done, but publishing the static site failed: {e}"))?;
     Ok(stats)
 }

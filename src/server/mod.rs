@@ -13,6 +13,7 @@
 //!
 //!  every merge interval (and `clearcount merge`):
 //!      reports/<week>/**  ──stream──▶  archive/<week>.ndjson   (atomic replace)
+//!      then the static site: site/*.html  (see `publish`)
 //!
 //!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG)
 //! ```
@@ -335,7 +336,7 @@ async fn watch_config(state: Arc<AppState>, path: PathBuf) {
 }
 
 /// Rebuilds the archive of the weeks still open for reports, every
-/// `interval` and whenever asked.
+/// `interval` and whenever asked, then the static site.
 async fn merge_loop(state: Arc<AppState>, interval: Duration) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -361,7 +362,7 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
         };
         first = false;
         match result {
-            Ok(_) => {}
+            Ok(_) => publish(&state).await,
             Err(e) => {
                 eprintln!("clearcount serve: merge failed: {e}");
                 if let Ok(mut d) = state.dirty.lock() {
@@ -369,6 +370,18 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
                 }
             }
         }
+    }
+}
+
+/// Rebuilds the static site (`site/`) after a merge, with the server's
+/// `min_reports` and the chart data it keeps for `/charts`.
+async fn publish(state: &AppState) {
+    let opts = publish::PublishOptions {
+        min_reports: state.min_reports,
+    };
+    let charts = pages::chart_data(state).await.ok();
+    if let Err(e) = publish::publish_site_with(state.store.clone(), &opts, charts).await {
+        eprintln!("clearcount serve: publishing the static site failed: {e}");
     }
 }
 

@@ -56,7 +56,7 @@ async fn archive_files(state: &AppState) -> Vec<ObjectMeta> {
 
 /// The chart data, recomputed when the archive files changed (by name or
 /// size) since the last computation.
-async fn chart_data(state: &AppState) -> std::io::Result<Arc<ChartData>> {
+pub(crate) async fn chart_data(state: &AppState) -> std::io::Result<Arc<ChartData>> {
     let files = archive_files(state).await;
     if let Ok(g) = state.charts.lock()
         && let Some((seen, data)) = &*g

@@ -21,7 +21,9 @@
 //! `config/current.toml`), so any instance or job can publish, any number of
 //! times; two publishes at once write the same pages from the same archive.
 //! `clearcount merge` publishes after it merged (see
-//! [`super::merge::merge_blocking`]).
+//! [`super::merge::merge_blocking_with`]), and so does the server after each
+//! of its scheduled merges, with its own `--min-reports`. The pages are
+//! drawn by [`super::render`], as the live pages are.
 
 use super::LoadedConfig;
 use super::charts::ChartData;
