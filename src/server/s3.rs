@@ -382,20 +382,7 @@ impl S3Store {
     /// Removes scratch files (merge output not yet uploaded) left by a
     /// process killed more than an hour ago.
     fn remove_stale_scratch(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.scratch) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(3600));
-            if old {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        super::store::remove_stale_files(&self.scratch);
     }
 
     /// Where the store lives.

@@ -190,6 +190,26 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Removes the files in `dir` last modified more than [`STALE_TMP`] ago:
+/// temporary files left by a process killed mid-write (younger ones may
+/// belong to a live process sharing the directory).
+pub(crate) fn remove_stale_files(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl DirStore {
     /// Opens (creating if needed) a store rooted at `root`.
     ///
@@ -202,19 +222,7 @@ impl DirStore {
         std::fs::create_dir_all(&tmp)?;
         // Remove temporary files left by a crashed process (old ones only:
         // another live process may share the directory).
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_TMP);
-                if old {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        remove_stale_files(&tmp);
         Ok(DirStore { root, tmp })
     }
 
