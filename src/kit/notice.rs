@@ -203,7 +203,11 @@ pub fn show_once_to(
 ///
 /// ```
 /// use clearcount::kit::notice::{claim, Skip};
-/// assert_eq!(claim("mytool", false), Err(Skip::NotTerminal));
+/// // Not on a terminal (or on CI, or with telemetry off): never shown.
+/// assert!(matches!(
+///     claim("mytool", false),
+///     Err(Skip::NotTerminal | Skip::Ci(_) | Skip::Off)
+/// ));
 /// ```
 pub fn claim(namespace: &str, terminal: bool) -> Result<PathBuf, Skip> {
     if crate::dirs::check_namespace(namespace).is_err() {
