@@ -34,6 +34,9 @@ use std::time::Duration;
 /// Most corrupt files kept in `corrupt/`; older ones are deleted.
 const MAX_CORRUPT_KEPT: usize = 8;
 
+/// Bytes read at once when a file is opened and checked.
+const FIRST_READ: usize = 16 * 1024;
+
 /// How long `grow` waits for another process's growth before giving up.
 const LOCK_TRIES: u32 = 20;
 
@@ -118,8 +121,13 @@ impl CountFile {
         }
         let len = len as usize;
         // The header says how much of the file is in use: read just that.
-        let mut bytes = Vec::with_capacity(DATA_OFF);
-        file.take(DATA_OFF as u64).read_to_end(&mut bytes)?;
+        // One read covers the header, table and a few hundred records.
+        let short = |e: io::Error| match e.kind() {
+            io::ErrorKind::UnexpectedEof => OpenError::Corrupt("file ends early".into()),
+            _ => OpenError::Io(e),
+        };
+        let mut bytes = vec![0u8; len.min(FIRST_READ)];
+        (&*file).read_exact(&mut bytes).map_err(short)?;
         let header =
             format::parse_header(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         let cap = floor_chunk(len as u64);
@@ -128,8 +136,11 @@ impl CountFile {
                 "allocation pointer past the written size".into(),
             ));
         }
-        file.take((header.alloc - DATA_OFF) as u64)
-            .read_to_end(&mut bytes)?;
+        if header.alloc > bytes.len() {
+            let have = bytes.len();
+            bytes.resize(header.alloc, 0);
+            (&*file).read_exact(&mut bytes[have..]).map_err(short)?;
+        }
         let parsed =
             format::parse_used(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         if parsed.meta != *meta {

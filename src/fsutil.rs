@@ -31,6 +31,15 @@ fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
     Ok(tmp)
 }
 
+/// Reads a small text file (at most 256 bytes are looked at) with as few
+/// system calls as possible: open, one read, close.
+pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 256];
+    let n = fs::File::open(path)?.read(&mut buf)?;
+    String::from_utf8(buf[..n].to_vec()).map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
 /// Creates `path` with `data`, all at once, only if it does not exist
 /// (`AlreadyExists` otherwise). Built on a hard link, so two processes racing
 /// cannot both win and nobody sees a partial file.

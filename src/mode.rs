@@ -132,7 +132,7 @@ pub fn do_not_track() -> bool {
 /// assert!(clearcount::mode::read_file(dir.path()).is_none());
 /// ```
 pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
-    let text = std::fs::read_to_string(dir.join(MODE_FILE)).ok()?;
+    let text = crate::fsutil::read_small(&dir.join(MODE_FILE)).ok()?;
     let mut words = text.split_whitespace();
     let mode = words.next()?.parse().ok()?;
     let date = words.next().and_then(|d| d.parse().ok());

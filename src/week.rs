@@ -77,7 +77,7 @@ pub(crate) fn load_or_create_start(dir: &Path) -> io::Result<Weekday> {
 /// assert!(clearcount::week::read_start(&dir).is_none());
 /// ```
 pub fn read_start(dir: &Path) -> Option<Weekday> {
-    std::fs::read_to_string(dir.join(WEEK_START_FILE))
+    crate::fsutil::read_small(&dir.join(WEEK_START_FILE))
         .ok()
         .and_then(|s| weekday_from_name(&s))
 }
