@@ -17,6 +17,9 @@
 //! Run with `cargo bench --bench counter`; `CLEARCOUNT_BENCH_QUICK=1`
 //! shortens every measurement (used by CI to check the benches still run).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use clearcount::counter::{self, Counter};
 use clearcount::{StackCounter, Telemetry};
 use criterion::Criterion;
@@ -120,25 +123,8 @@ fn disabled_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn example_tool() -> PathBuf {
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    if p.ends_with("deps") {
-        p.pop();
-    }
-    let exe = p.join("examples").join("instrumented");
-    if !exe.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--example", "instrumented"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    exe
-}
-
 fn process_benches(c: &mut Criterion) {
-    let exe = example_tool();
+    let exe = common::example("instrumented", &[]);
     let dir = PathBuf::from(std::env::var_os("CLEARCOUNT_DIR").unwrap()).join("process");
     let mut g = c.benchmark_group("process");
     g.sample_size(20);

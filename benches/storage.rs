@@ -23,14 +23,19 @@
 //!
 //! Run with `cargo bench --features full --bench storage`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use clearcount::report::{ProgramReport, Report};
 use clearcount::server::merge;
 use clearcount::server::s3::S3Store;
 use clearcount::server::store::{DirStore, Store, report_key, sha256_hex};
+use common::KillOnDrop;
+use common::moto::{Moto, agent};
 use criterion::{Criterion, SamplingMode, Throughput};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,85 +90,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
     p
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// moto's S3 server on a free loopback port.
-struct Moto {
-    endpoint: String,
-    _child: KillOnDrop,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let ok = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "moto's S3 server is not installed: python3 -m pip install 'moto[server]'"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = KillOnDrop(
-            Command::new("python3")
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot start moto"),
-        );
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while agent().get(&format!("{endpoint}/")).call().is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            endpoint,
-            _child: child,
-        }
-    }
-
-    fn bucket(&self, name: &str) {
-        let r = agent()
-            .put(&format!("{}/{name}", self.endpoint))
-            .send_empty()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "bench".into()),
-            ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-        ]
-    }
 }
 
 /// A `clearcount serve` process on `data`; returns it and its base URL.

@@ -4,9 +4,12 @@
 //! charts are there as SVG elements with titles, axes, legends and bars, and
 //! a screenshot is saved to `target/browser-charts.png`.
 
+mod common;
+
+use common::KillOnDrop;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn chromium() -> PathBuf {
@@ -38,17 +41,8 @@ fn browse(args: &[&str], profile: &std::path::Path) -> std::process::Output {
         .expect("run chromium")
 }
 
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the demo and returns its base URL once its data is in.
-fn start_demo(data: &std::path::Path) -> (Demo, String) {
+fn start_demo(data: &std::path::Path) -> (KillOnDrop, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_clearcount"))
         .args([
             "demo",
@@ -64,7 +58,7 @@ fn start_demo(data: &std::path::Path) -> (Demo, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the demo");
-    let mut demo = Demo(child);
+    let mut demo = KillOnDrop(child);
     let out = demo.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

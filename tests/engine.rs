@@ -6,32 +6,16 @@
 //! binary itself re-run as a child (`child_*` functions, active only when
 //! `ENGINE_CHILD` is set).
 
+mod common;
+
 use clearcount::format;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn example() -> PathBuf {
-    // Examples are built next to the test binaries' parent directory.
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    if p.ends_with("deps") {
-        p.pop();
-    }
-    let exe = p.join("examples").join("instrumented");
-    if !exe.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "instrumented"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    exe
-}
-
 fn tool(dir: &Path) -> Command {
-    let mut c = Command::new(example());
+    let mut c = Command::new(common::example("instrumented", &[]));
     c.env("CLEARCOUNT_DIR", dir)
         .env_remove("DO_NOT_TRACK")
         .env_remove("EXAMPLE_TELEMETRY")

@@ -9,6 +9,8 @@
 
 #![cfg(feature = "kit")]
 
+mod common;
+
 use clearcount::format;
 use clearcount::kit::histogram::{Histogram, Unit};
 use clearcount::kit::notice::{self, Skip};
@@ -20,20 +22,7 @@ use std::process::{Command, Output, Stdio};
 const SECRET: &str = "s3cr3t-value-xyz";
 
 fn example() -> PathBuf {
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    if p.ends_with("deps") {
-        p.pop();
-    }
-    let exe = p.join("examples").join("toolchain");
-    if !exe.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "toolchain", "--features", "cli"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    exe
+    common::example("toolchain", &["kit"])
 }
 
 /// The tool with its own directory and no inherited telemetry or CI

@@ -15,6 +15,11 @@
 
 #![cfg(all(feature = "s3", feature = "cli"))]
 
+mod common;
+
+use common::moto::{Moto, agent};
+use common::{KillOnDrop, TempDir};
+
 use clearcount::report::{ProgramReport, Report};
 use clearcount::server::s3::S3Store;
 use clearcount::server::store::{PutOutcome, Store};
@@ -22,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,145 +46,9 @@ name = "tool/command:{build,test,run}"
 rate = 0.5
 "#;
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "clearcount-s3-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (SIGKILL) and reaped on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// moto's S3 server on a free loopback port.
-struct Moto {
-    endpoint: String,
-    _child: KillOnDrop,
-    _dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Moto {
-    fn start() -> Moto {
-        Moto::start_with(&[])
-    }
-
-    /// moto with extra environment variables (e.g. to turn on its
-    /// authentication checks).
-    fn start_with(env: &[(&str, &str)]) -> Moto {
-        let probe = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .output();
-        match probe {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "moto's S3 server is not installed (python3 -c 'import moto.server' failed: {}); \
-                 install it with: python3 -m pip install 'moto[server]'",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => panic!(
-                "python3 is needed to run moto's S3 server for these tests ({e}); \
-                 install python3, then: python3 -m pip install 'moto[server]'"
-            ),
-        }
-        let dir = TempDir::new("moto");
-        let log = dir.0.join("moto.log");
-        for _attempt in 0..3 {
-            let port = free_port();
-            let child = Command::new("python3")
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log).unwrap())
-                .stderr(std::fs::File::create(dir.0.join("moto.err")).unwrap())
-                .spawn()
-                .expect("cannot start python3 -m moto.server");
-            let mut child = KillOnDrop(child);
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.0.try_wait() {
-                    break; // port taken meanwhile, or moto broken: retry
-                }
-                if agent().get(&format!("{endpoint}/")).call().is_ok() {
-                    return Moto {
-                        endpoint,
-                        _child: child,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!(
-            "moto's S3 server did not start: {}",
-            std::fs::read_to_string(dir.0.join("moto.err")).unwrap_or_default()
-        );
-    }
-
-    /// Creates a bucket (moto does not check signatures).
-    fn bucket(&self, name: &str) {
-        let r = agent()
-            .put(&format!("{}/{name}", self.endpoint))
-            .send_empty()
-            .expect("cannot reach moto");
-        assert_eq!(r.status().as_u16(), 200, "cannot create bucket {name}");
-    }
-
-    /// The settings a client needs, as environment variables.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-        ]
-    }
-
-    fn store(&self, url: &str) -> Arc<dyn Store> {
-        Arc::new(S3Store::from_url_with(url, self.env()).unwrap())
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+/// An S3 store on moto.
+fn store(moto: &Moto, url: &str) -> Arc<dyn Store> {
+    Arc::new(S3Store::from_url_with(url, moto.env()).unwrap())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -228,8 +97,8 @@ fn store_contract_on_s3() {
     let moto = Moto::start();
     moto.bucket("contract");
     let rt = runtime();
-    let s = moto.store("s3://contract/tele/prod");
-    let other = moto.store("s3://contract/other");
+    let s = store(&moto, "s3://contract/tele/prod");
+    let other = store(&moto, "s3://contract/other");
     assert_eq!(s.describe(), "s3://contract/tele/prod");
     rt.block_on(async {
         // Conditional put: once, then Existed; the first bytes stay.
@@ -590,7 +459,7 @@ fn server_on_s3_end_to_end() {
     let out = wait_ok(merge(&moto, data));
     assert!(out.contains("20 reports"), "{out}");
     let rt = runtime();
-    let store = moto.store(data);
+    let store = store(&moto, data);
     let counts = archive_counts(&rt, &store);
     assert_eq!(counts.len(), 20);
     assert!(counts.values().all(|&n| n == 1));
@@ -741,7 +610,7 @@ fn two_instances_one_killed_two_merges_every_accepted_report_once() {
     wait_ok(m2);
 
     let rt = runtime();
-    let store = moto.store(data);
+    let store = store(&moto, data);
     let counts = archive_counts(&rt, &store);
     for i in &accepted {
         assert_eq!(

@@ -3,10 +3,13 @@
 
 #![cfg(all(feature = "server", feature = "upload"))]
 
+mod common;
+
 use clearcount::report::{ProgramReport, Report};
 use clearcount::server::{ServerOptions, merge};
+use common::{KillOnDrop, TempDir};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const CONFIG_V1: &str = r#"
@@ -44,30 +47,6 @@ depth = 8
 description = "Where the tool crashed."
 question = "Which crashes are most common?"
 "#;
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "clearcount-server-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A server running in its own runtime, stopped on drop.
 struct Server {
@@ -757,16 +736,6 @@ fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Kills the child process when dropped (also when the test fails).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn check_archive(data: &Path) -> usize {

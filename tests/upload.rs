@@ -12,6 +12,8 @@
 //! `Telemetry::start` — as in a real `main`.
 #![cfg(all(feature = "cli", feature = "test-hooks"))]
 
+mod common;
+
 use clearcount::report::Report;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -181,6 +183,13 @@ fn signed(k: &Key, text: &str) -> (Vec<u8>, Vec<u8>) {
     (text.as_bytes().to_vec(), sig.into_bytes())
 }
 
+/// The example tool, built with the test hook that pins X.
+fn example() -> String {
+    common::example("instrumented", &["cli", "test-hooks"])
+        .display()
+        .to_string()
+}
+
 // ------------------------------------------------------------ installations
 
 struct Inst {
@@ -307,25 +316,6 @@ impl Inst {
         }
         false
     }
-}
-
-fn example() -> String {
-    let cli = PathBuf::from(CLI);
-    let p = cli.parent().unwrap().join("examples").join("instrumented");
-    if !p.exists() {
-        let o = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--features",
-                "cli,test-hooks",
-                "--example",
-                "instrumented",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    p.display().to_string()
 }
 
 fn host_telemetry() -> clearcount::Telemetry {

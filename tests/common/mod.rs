@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests (and, through `#[path]`, the
+//! benchmarks): temporary directories, child processes killed on drop, the
+//! example programs, and moto's S3 server.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(feature = "s3")]
+pub mod moto;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "clearcount-test-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The example program `name`, next to this test (or bench) binary, built
+/// with `features` and the same profile if it is not there yet. (`cargo
+/// test` builds every example first, so this only builds when a single
+/// test target is run.)
+pub fn example(name: &str, features: &[&str]) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let exe = dir.join("examples").join(name);
+    if !exe.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--example", name]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "building example {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    exe
+}
