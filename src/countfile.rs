@@ -349,21 +349,31 @@ fn set_aside(dir: &Path, path: &Path, opened: &File) {
     if !same_file(path, opened) {
         return; // someone already replaced it
     }
+    move_to_corrupt(dir, path);
+}
+
+/// Moves a corrupt counter file into `corrupt/` (keeping the newest few),
+/// or removes it if it cannot be moved, so that it is never read again.
+/// Returns where it went (its own path if removed); `None` if it was gone.
+pub(crate) fn move_to_corrupt(dir: &Path, path: &Path) -> Option<PathBuf> {
     let corrupt = dir.join(crate::dirs::CORRUPT);
-    if fs::create_dir_all(&corrupt).is_err() {
-        let _ = fs::remove_file(path);
-        return;
-    }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let target = corrupt.join(format!("{name}.{stamp}.corrupt"));
-    if fs::rename(path, &target).is_err() {
-        let _ = fs::remove_file(path);
-    }
+    let moved = fs::create_dir_all(&corrupt).and_then(|()| fs::rename(path, &target));
+    let went = match moved {
+        Ok(()) => Some(target),
+        Err(_) if !path.exists() => None,
+        Err(_) => {
+            let _ = fs::remove_file(path);
+            Some(path.to_path_buf())
+        }
+    };
     prune(&corrupt);
+    went
 }
 
 #[cfg(unix)]

@@ -247,6 +247,19 @@ impl Meta {
     }
 }
 
+/// The week-begin date in a counter file's name
+/// (`…-<YYYY-MM-DD>.v1.count`), read without opening the file.
+///
+/// ```
+/// let d = clearcount::format::week_of_file_name("t@1-linux-x86_64-2026-11-16.v1.count");
+/// assert_eq!(d.unwrap().to_string(), "2026-11-16");
+/// ```
+pub fn week_of_file_name(name: &str) -> Option<NaiveDate> {
+    let stem = name.strip_suffix(&format!(".v{}.count", VERSION))?;
+    let date = stem.get(stem.len().checked_sub(10)?..)?;
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+}
+
 /// Why bytes are not a valid counter file.
 ///
 /// ```

@@ -317,16 +317,27 @@ fn open_week(dir: &Path, t: &Telemetry) -> std::io::Result<(&'static CountFile, 
             crate::week::load_or_create_start(dir)?
         }
     };
+    let file = open_current_week(dir, &t.program, &t.version, weekday)?;
+    Ok((file, weekday))
+}
+
+/// Opens (or creates) the file of the week that contains today, for this
+/// program build; the file lives for the rest of the process.
+fn open_current_week(
+    dir: &Path,
+    program: &str,
+    version: &str,
+    weekday: chrono::Weekday,
+) -> std::io::Result<&'static CountFile> {
     let begin = crate::week::week_begin(crate::clock::today(), weekday);
     let meta = Meta::new(
-        &t.program,
-        &t.version,
+        program,
+        version,
         std::env::consts::OS,
         std::env::consts::ARCH,
         begin,
     );
-    let file = CountFile::open(dir, &meta)?;
-    Ok((Box::leak(Box::new(file)), weekday))
+    Ok(Box::leak(Box::new(CountFile::open(dir, &meta)?)))
 }
 
 /// Makes `file` the place counts go, for every counter.
@@ -362,16 +373,8 @@ fn rotate_forever(ctx: &RotateCtx) {
             std::thread::sleep(wait.min(Duration::from_secs(3600)) + Duration::from_millis(5));
             continue;
         }
-        let begin = crate::week::week_begin(crate::clock::today(), ctx.weekday);
-        let meta = Meta::new(
-            &ctx.program,
-            &ctx.version,
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            begin,
-        );
-        match CountFile::open(&ctx.dir, &meta) {
-            Ok(f) => switch_to(Box::leak(Box::new(f))),
+        match open_current_week(&ctx.dir, &ctx.program, &ctx.version, ctx.weekday) {
+            Ok(f) => switch_to(f),
             Err(_) => std::thread::sleep(Duration::from_secs(60)),
         }
     }

@@ -180,18 +180,7 @@ pub struct Built {
     pub problems: Vec<String>,
 }
 
-/// The week-begin date in a counter file's name
-/// (`…-<YYYY-MM-DD>.v1.count`), read without opening the file.
-///
-/// ```
-/// let d = clearcount::weekly::week_of_file_name("t@1-linux-x86_64-2026-11-16.v1.count");
-/// assert_eq!(d.unwrap().to_string(), "2026-11-16");
-/// ```
-pub fn week_of_file_name(name: &str) -> Option<NaiveDate> {
-    let stem = name.strip_suffix(&format!(".v{}.count", format::VERSION))?;
-    let date = stem.get(stem.len().checked_sub(10)?..)?;
-    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
-}
+pub use crate::format::week_of_file_name;
 
 fn count_files(dir: &Path) -> Vec<(PathBuf, NaiveDate)> {
     let Ok(entries) = std::fs::read_dir(dir.join(crate::dirs::COUNTS)) else {
@@ -299,18 +288,8 @@ pub fn build_pending(dir: &Path, today: NaiveDate) -> Built {
 }
 
 fn set_aside(dir: &Path, p: &Path, built: &mut Built) {
-    let corrupt = dir.join(crate::dirs::CORRUPT);
-    let _ = std::fs::create_dir_all(&corrupt);
-    let Some(name) = p.file_name() else { return };
-    let to = corrupt.join(name);
-    match std::fs::rename(p, &to) {
-        Ok(()) => built.corrupt.push(to),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => {
-            // Cannot move it: remove it, so it is never read again.
-            let _ = std::fs::remove_file(p);
-            built.corrupt.push(p.to_path_buf());
-        }
+    if let Some(to) = crate::countfile::move_to_corrupt(dir, p) {
+        built.corrupt.push(to);
     }
 }
 

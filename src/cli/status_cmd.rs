@@ -39,7 +39,6 @@ pub fn this_week(dir: &Path) -> Week {
     };
     let begin = crate::week::week_begin(crate::clock::today(), start);
     week.begin = Some(begin);
-    let suffix = format!("-{begin}.v{}.count", format::VERSION);
     let Ok(entries) = std::fs::read_dir(dir.join(crate::dirs::COUNTS)) else {
         return week;
     };
@@ -49,7 +48,8 @@ pub fn this_week(dir: &Path) -> Week {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(&suffix))
+                .and_then(format::week_of_file_name)
+                == Some(begin)
         })
         .collect();
     paths.sort();
