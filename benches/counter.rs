@@ -6,11 +6,13 @@
 //! |---|---|
 //! | `raw_atomic_add` | `AtomicU64::fetch_add` on ordinary memory: the baseline |
 //! | `inc` | a `static Counter`, file open |
+//! | `inc_young` | a `static Counter` in a process under a second old, which checks the coarse clock at every count (timed inside fresh processes) |
 //! | `inc_by_name` | `counter::inc("name")` |
 //! | `inc_disabled` | a `static Counter` with telemetry off (measured in a child process, since a process starts telemetry once) |
 //! | `inc_parallel` | two threads on one counter; time per increment per thread |
 //! | `stack_inc` | a stack counter on a known stack, depth 8 |
-//! | `open` | `Telemetry::start` on an existing week file, timed inside fresh processes |
+//! | `open` | `Telemetry::start` on an existing week file with a few names, timed inside fresh processes |
+//! | `open_full` | the same on a full week file (2 MiB, about 14,000 names): opening checks only the header, so it costs the same |
 //!
 //! Group `process`: the example tool's wall time with telemetry on and off.
 //!
@@ -74,6 +76,20 @@ fn counting_benches(c: &mut Criterion) {
         b.iter(|| black_box(&RAW).fetch_add(1, Ordering::Relaxed))
     });
     g.bench_function("inc", |b| b.iter(|| black_box(&C).inc()));
+    g.bench_function("inc_young", |b| {
+        let exe = std::env::current_exe().unwrap();
+        let dir = std::env::var("CLEARCOUNT_DIR").unwrap();
+        b.iter_custom(|iters| {
+            let out = Command::new(&exe)
+                .env("CLEARCOUNT_BENCH_CHILD", "young")
+                .env("CLEARCOUNT_BENCH_ITERS", iters.to_string())
+                .env("CLEARCOUNT_DIR", &dir)
+                .output()
+                .unwrap();
+            let nanos: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+            Duration::from_nanos(nanos)
+        })
+    });
     g.bench_function("inc_by_name", |b| {
         b.iter(|| counter::inc(black_box("bench/by-name")))
     });
@@ -93,26 +109,55 @@ fn counting_benches(c: &mut Criterion) {
         })
     });
     g.bench_function("stack_inc", |b| b.iter(|| depth(black_box(5))));
-    g.bench_function("open", |b| {
-        // Each sample: fresh processes that start telemetry on the existing
-        // week file and report how long `start` took.
-        let exe = std::env::current_exe().unwrap();
-        let dir = std::env::var("CLEARCOUNT_DIR").unwrap();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let out = Command::new(&exe)
-                    .env("CLEARCOUNT_BENCH_CHILD", "open")
-                    .env("CLEARCOUNT_DIR", &dir)
-                    .output()
-                    .unwrap();
-                let nanos: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-                total += Duration::from_nanos(nanos);
-            }
-            total
-        })
-    });
+    let small = PathBuf::from(std::env::var_os("CLEARCOUNT_DIR").unwrap());
+    let full = small.join("full");
+    fill_week_file(&full);
+    for (name, dir) in [("open", &small), ("open_full", &full)] {
+        g.bench_function(name, |b| {
+            // Each sample: fresh processes that start telemetry on the
+            // existing week file and report how long `start` took.
+            let exe = std::env::current_exe().unwrap();
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let out = Command::new(&exe)
+                        .env("CLEARCOUNT_BENCH_CHILD", "open")
+                        .env("CLEARCOUNT_DIR", dir)
+                        .output()
+                        .unwrap();
+                    let nanos: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+                    total += Duration::from_nanos(nanos);
+                }
+                total
+            })
+        });
+    }
     g.finish();
+}
+
+/// Fills this week's file of the bench build under `dir` to its size limit
+/// (several processes: one process registers at most 4,096 names).
+fn fill_week_file(dir: &std::path::Path) {
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..8 {
+        let ok = Command::new(&exe)
+            .env("CLEARCOUNT_BENCH_CHILD", "fill")
+            .env("CLEARCOUNT_BENCH_ROUND", round.to_string())
+            .env("CLEARCOUNT_DIR", dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let file = std::fs::read_dir(dir.join("bench").join("counts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let parsed = clearcount::format::read_file(&file).unwrap();
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(len, clearcount::format::MAX_FILE as u64, "the file is full");
+    println!("full week file: {len} bytes, {} records", parsed.records);
 }
 
 fn disabled_benches(c: &mut Criterion) {
@@ -153,6 +198,34 @@ fn main() {
             let took = t.elapsed();
             assert!(s.file.is_some());
             println!("{}", took.as_nanos());
+            return;
+        }
+        Ok("young") => {
+            let iters: u64 = std::env::var("CLEARCOUNT_BENCH_ITERS")
+                .unwrap()
+                .parse()
+                .unwrap();
+            Telemetry::new("bench", "bench", "1.0").start();
+            black_box(&C).inc(); // the slot is found
+            let t = Instant::now();
+            for _ in 0..iters {
+                black_box(&C).inc();
+            }
+            let took = t.elapsed();
+            // The whole loop ran before the week thread could start.
+            assert!(took < Duration::from_millis(900), "{took:?}");
+            println!("{}", took.as_nanos());
+            return;
+        }
+        Ok("fill") => {
+            let round: u32 = std::env::var("CLEARCOUNT_BENCH_ROUND")
+                .unwrap()
+                .parse()
+                .unwrap();
+            Telemetry::new("bench", "bench", "1.0").start();
+            for i in 0..4000 {
+                counter::inc(&format!("bench/fill/r{round}/n{i:04}/{}", "x".repeat(100)));
+            }
             return;
         }
         Ok("off") => {

@@ -22,7 +22,6 @@ use crate::registry::{self, DROP, Entry};
 use crate::sys::AtomicRef;
 
 fn lookup(name: &str) -> &'static Entry {
-    crate::telemetry::maybe_start_rotation();
     if crate::telemetry::is_off() || crate::name::check(name).is_err() {
         return &DROP;
     }
@@ -50,28 +49,8 @@ pub fn add(name: &str, n: u64) {
         return;
     }
     match registry::find(name) {
-        Some(e) => {
-            e.add(n);
-            now_and_then();
-        }
+        Some(e) => e.add(n),
         None => lookup(name).add(n),
-    }
-}
-
-/// Every 65,536 counts by name on a thread, gives a long-lived process its
-/// week-rotation thread (see [`crate::Telemetry::long_running`]).
-#[inline(always)]
-fn now_and_then() {
-    thread_local! {
-        static TICKS: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
-    }
-    let wrapped = TICKS.with(|t| {
-        let v = t.get().wrapping_add(1);
-        t.set(v);
-        v == 0
-    });
-    if wrapped {
-        crate::telemetry::maybe_start_rotation();
     }
 }
 

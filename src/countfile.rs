@@ -9,8 +9,12 @@
 //!   to a temporary file and hard-linked into place, so of two processes
 //!   creating it at the same moment exactly one wins and both then open the
 //!   winner's file.
-//! * On open the whole file is read and checked with [`format::parse`]; a
-//!   file that fails is renamed into `corrupt/` and a fresh one is created.
+//! * Opening reads and checks only the header (1 KiB) and the file's length,
+//!   so it costs the same for a file with ten names as for a full one.
+//!   Records are checked when a lookup touches them, in the order the spec's
+//!   §6 gives for a file in use (a link first, then the allocation pointer,
+//!   then the record), so what a concurrent writer may show is never taken
+//!   for damage.
 //! * Records are allocated by compare-and-swap on the allocation pointer and
 //!   linked into their hash chain by compare-and-swap on the link; a record
 //!   is linked only once its name is written. Counts are atomic adds.
@@ -20,25 +24,33 @@
 //!   [`format::CHUNK`] of the file's length is fully written; nothing past
 //!   it is touched.
 //! * Every offset read from the file is checked against the mapping and the
-//!   allocation pointer, and every chain walk has a step limit. A file found
-//!   broken while in use is no longer used by this process.
+//!   allocation pointer, and every chain walk has a step limit. Damage found
+//!   on open is read a second time before the file is set aside; damage found
+//!   by a lookup is certain (no writer can produce it), so the file is set
+//!   aside at once and the caller moves to a fresh one.
+//! * When a file is created for a new week, counter files of weeks more than
+//!   [`KEEP_PAST_WEEKS`] weeks before it are deleted, so `counts/` stays
+//!   bounded in every build, reports or not.
 
 use crate::format::{self, CHUNK, DATA_OFF, MAX_FILE, Meta, OFF_ALLOC, RECORD_HEADER, TABLE_OFF};
 use crate::sys::SharedMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most corrupt files kept in `corrupt/`; older ones are deleted.
 const MAX_CORRUPT_KEPT: usize = 8;
 
-/// Bytes read at once when a file is opened and checked.
-const FIRST_READ: usize = 16 * 1024;
+/// Weeks of counter files kept before the current one: when a week's file is
+/// created, files of weeks that began more than this many weeks earlier are
+/// deleted (whether or not they were made into reports).
+pub const KEEP_PAST_WEEKS: u64 = 4;
 
-/// How long `grow` waits for another process's growth before giving up.
-const LOCK_TRIES: u32 = 20;
+/// Longest a lookup waits for another process's growth of the file (the
+/// lock is held for one 64 KiB write).
+const GROW_WAIT: Duration = Duration::from_millis(200);
 
 /// An open, mapped counter file.
 #[derive(Debug)]
@@ -53,8 +65,24 @@ pub(crate) struct CountFile {
     broken: AtomicBool,
 }
 
+/// Why a lookup found no count in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// Another process held the growth lock too long, or growth failed
+    /// (a full disk): worth trying again later.
+    Busy,
+    /// The file reached its size limit, or the name cannot be stored.
+    Full,
+    /// The file is damaged (certain: no writer produces this); it is no
+    /// longer used.
+    Damaged,
+}
+
 enum OpenError {
     Corrupt(String),
+    /// A valid file of another build under the same name (only on a hash
+    /// collision of build ids): never set aside, never used.
+    Collision,
     Io(io::Error),
 }
 
@@ -64,41 +92,55 @@ impl From<io::Error> for OpenError {
     }
 }
 
-fn floor_chunk(len: u64) -> usize {
-    (len.min(MAX_FILE as u64) as usize / CHUNK) * CHUNK
-}
-
 impl CountFile {
     /// Opens this week's file for `meta` in `dir` (the telemetry directory),
-    /// creating it if needed and setting a corrupt one aside.
+    /// creating it if needed and setting a damaged one aside.
     pub(crate) fn open(dir: &Path, meta: &Meta) -> io::Result<CountFile> {
         let counts = dir.join(crate::dirs::COUNTS);
         let path = counts.join(meta.file_name());
         let mut last = String::new();
         for _ in 0..4 {
             match OpenOptions::new().read(true).write(true).open(&path) {
-                Ok(file) => match Self::check(&file, meta) {
-                    Ok(cap) => {
-                        let map = SharedMap::map(&file, MAX_FILE)?;
-                        return Ok(CountFile {
-                            path,
-                            meta: meta.clone(),
-                            file,
-                            map,
-                            cap: AtomicUsize::new(cap),
-                            broken: AtomicBool::new(false),
-                        });
+                Ok(file) => {
+                    let checked = match Self::check(&file, meta) {
+                        // Read again before calling it damaged: a header
+                        // read while a writer moved the allocation pointer
+                        // may show a torn value.
+                        Err(OpenError::Corrupt(_)) => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            Self::check(&file, meta)
+                        }
+                        other => other,
+                    };
+                    match checked {
+                        Ok(cap) => {
+                            let map = SharedMap::map(&file, MAX_FILE)?;
+                            return Ok(CountFile {
+                                path,
+                                meta: meta.clone(),
+                                file,
+                                map,
+                                cap: AtomicUsize::new(cap),
+                                broken: AtomicBool::new(false),
+                            });
+                        }
+                        Err(OpenError::Corrupt(why)) => {
+                            set_aside(dir, &path, &file);
+                            last = why;
+                        }
+                        Err(OpenError::Collision) => {
+                            return Err(io::Error::other(format!(
+                                "{} belongs to another build",
+                                path.display()
+                            )));
+                        }
+                        Err(OpenError::Io(e)) => return Err(e),
                     }
-                    Err(OpenError::Corrupt(why)) => {
-                        set_aside(dir, &path, &file);
-                        last = why;
-                    }
-                    Err(OpenError::Io(e)) => return Err(e),
-                },
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir_all(&counts)?;
                     match crate::fsutil::create_atomic(&path, &format::initial_image(meta)) {
-                        Ok(()) => {}
+                        Ok(()) => prune_old_weeks(&counts, meta.week_begin),
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                         Err(e) => return Err(e),
                     }
@@ -111,44 +153,20 @@ impl CountFile {
         )))
     }
 
-    /// Reads the file's used part and checks it; returns the usable size.
+    /// Checks the header, the metadata and the length (nothing else: records
+    /// are checked when touched); returns the usable size.
     fn check(file: &File, meta: &Meta) -> Result<usize, OpenError> {
+        let mut head = [0u8; TABLE_OFF];
+        let n = crate::fsutil::read_at_most(file, &mut head, 0)?;
+        let corrupt = |e: format::FormatError| OpenError::Corrupt(e.to_string());
+        let header = format::parse_header(&head[..n]).map_err(corrupt)?;
+        if header.meta != *meta {
+            return Err(OpenError::Collision);
+        }
+        // The length is read after the allocation pointer, as the spec says.
         let len = file.metadata()?.len();
-        if len > MAX_FILE as u64 {
-            return Err(OpenError::Corrupt(format!(
-                "file is {len} bytes, larger than the limit"
-            )));
-        }
-        let len = len as usize;
-        // The header says how much of the file is in use: read just that.
-        // One read covers the header, table and a few hundred records.
-        let short = |e: io::Error| match e.kind() {
-            io::ErrorKind::UnexpectedEof => OpenError::Corrupt("file ends early".into()),
-            _ => OpenError::Io(e),
-        };
-        let mut bytes = vec![0u8; len.min(FIRST_READ)];
-        (&*file).read_exact(&mut bytes).map_err(short)?;
-        let header =
-            format::parse_header(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
-        let cap = floor_chunk(len as u64);
-        if header.alloc > cap {
-            return Err(OpenError::Corrupt(
-                "allocation pointer past the written size".into(),
-            ));
-        }
-        if header.alloc > bytes.len() {
-            let have = bytes.len();
-            bytes.resize(header.alloc, 0);
-            (&*file).read_exact(&mut bytes[have..]).map_err(short)?;
-        }
-        let parsed =
-            format::parse_used(&bytes, len).map_err(|e| OpenError::Corrupt(e.to_string()))?;
-        if parsed.meta != *meta {
-            return Err(OpenError::Corrupt(
-                "metadata does not match the file name".into(),
-            ));
-        }
-        Ok(cap)
+        format::check_length(len, header.alloc).map_err(corrupt)?;
+        Ok(format::usable_len(len))
     }
 
     /// True once the file was found damaged; it is then no longer used.
@@ -156,43 +174,56 @@ impl CountFile {
         self.broken.load(Ordering::Relaxed)
     }
 
-    fn fail(&self) -> Option<&'static AtomicU64> {
-        self.broken.store(true, Ordering::Relaxed);
-        None
+    /// Marks the file damaged (callers say what they saw; no writer
+    /// produces any of it).
+    fn fail<T>(&self) -> Result<T, Miss> {
+        self.broken.store(true, Ordering::Release);
+        Err(Miss::Damaged)
+    }
+
+    /// A reference into the mapping, or damage if the offset was outside.
+    fn inside<T>(&self, at: Option<T>) -> Result<T, Miss> {
+        match at {
+            Some(t) => Ok(t),
+            None => self.fail(), // an offset lies outside the mapping
+        }
     }
 
     fn refresh_cap(&self) -> usize {
         let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let cap = floor_chunk(len);
+        let cap = format::usable_len(len);
         self.cap.fetch_max(cap, Ordering::AcqRel).max(cap)
     }
 
     /// The largest offset records may reach now: the allocation pointer,
-    /// if it is sane.
-    fn limit(&self) -> Option<usize> {
-        let alloc = self.map.u64_at(OFF_ALLOC)?.load(Ordering::Acquire);
-        let alloc = usize::try_from(alloc).ok()?;
-        if alloc < DATA_OFF || alloc % 8 != 0 || alloc > MAX_FILE {
-            return None;
-        }
+    /// read after the link that led here, checked against the file's
+    /// written size (read after the pointer).
+    fn limit(&self) -> Result<usize, Miss> {
+        let Some(cell) = self.map.u64_at(OFF_ALLOC) else {
+            return self.fail(); // mapping too small
+        };
+        let alloc = cell.load(Ordering::Acquire);
+        let alloc = match usize::try_from(alloc) {
+            Ok(a) if a >= DATA_OFF && a.is_multiple_of(8) && a <= MAX_FILE => a,
+            _ => return self.fail(), // allocation pointer is out of bounds
+        };
         if alloc > self.cap.load(Ordering::Acquire) && alloc > self.refresh_cap() {
-            return None;
+            return self.fail(); // allocation pointer is past the file's end
         }
-        Some(alloc)
+        Ok(alloc)
     }
 
     /// The count of `name`, adding a record for it if the file has none.
-    /// `None` if the file is full, damaged, or cannot grow.
-    pub(crate) fn cell(&self, name: &str) -> Option<&'static AtomicU64> {
+    pub(crate) fn cell(&self, name: &str) -> Result<&'static AtomicU64, Miss> {
         if self.is_broken() {
-            return None;
+            return Err(Miss::Damaged);
         }
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() > format::MAX_RECORD_NAME {
-            return None;
+            return Err(Miss::Full);
         }
         let map = self.map;
-        let mut link = map.u32_at(TABLE_OFF + 4 * format::slot_of(bytes))?;
+        let mut link = self.inside(map.u32_at(TABLE_OFF + 4 * format::slot_of(bytes)))?;
         let mut mine: Option<usize> = None;
         let max_steps = (MAX_FILE - DATA_OFF) / format::record_size(1);
         let mut steps = 0;
@@ -205,26 +236,24 @@ impl CountFile {
                 };
                 mine = Some(rec);
                 match link.compare_exchange(0, rec as u32, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return map.u64_at(rec),
+                    Ok(_) => return self.inside(map.u64_at(rec)),
                     Err(_) => continue, // someone linked first: look at theirs
                 }
             }
             steps += 1;
             if steps > max_steps {
-                return self.fail();
+                return self.fail(); // the chain loops
             }
-            let Some(limit) = self.limit() else {
-                return self.fail();
-            };
+            let limit = self.limit()?;
             if !off.is_multiple_of(8) || off < DATA_OFF || off + RECORD_HEADER > limit {
-                return self.fail();
+                return self.fail(); // a link points outside the used area
             }
-            let len = map.u32_at(off + 12)?.load(Ordering::Acquire) as usize;
+            let len = self.inside(map.u32_at(off + 12))?.load(Ordering::Acquire) as usize;
             if len == 0 || len > format::MAX_RECORD_NAME || off + format::record_size(len) > limit {
-                return self.fail();
+                return self.fail(); // the record has a bad name length
             }
             if len == bytes.len() {
-                let stored = map.bytes_at(off + RECORD_HEADER, len)?;
+                let stored = self.inside(map.bytes_at(off + RECORD_HEADER, len))?;
                 if stored
                     .iter()
                     .zip(bytes)
@@ -232,31 +261,26 @@ impl CountFile {
                 {
                     // Found. A record we allocated but lost the race to link
                     // stays unlinked: readers never see it.
-                    return map.u64_at(off);
+                    return self.inside(map.u64_at(off));
                 }
             }
-            link = map.u32_at(off + 8)?;
+            link = self.inside(map.u32_at(off + 8))?;
         }
     }
 
     /// Reserves and fills a record for `name`; returns its offset.
-    fn allocate(&self, name: &[u8]) -> Option<usize> {
+    fn allocate(&self, name: &[u8]) -> Result<usize, Miss> {
         let size = format::record_size(name.len());
-        let alloc = self.map.u64_at(OFF_ALLOC)?;
+        let alloc = self.inside(self.map.u64_at(OFF_ALLOC))?;
         loop {
             let a = alloc.load(Ordering::Acquire);
             let a = match usize::try_from(a) {
-                Ok(a) if a >= DATA_OFF && a % 8 == 0 && a <= MAX_FILE => a,
-                _ => {
-                    self.fail();
-                    return None;
-                }
+                Ok(a) if a >= DATA_OFF && a.is_multiple_of(8) && a <= MAX_FILE => a,
+                _ => return self.fail(), // allocation pointer is out of bounds
             };
             let end = a + size;
             if end > self.cap.load(Ordering::Acquire) && end > self.refresh_cap() {
-                if !self.grow(end) {
-                    return None;
-                }
+                self.grow(end)?;
                 continue;
             }
             if alloc
@@ -265,62 +289,87 @@ impl CountFile {
             {
                 // Space past the allocation pointer should be zero, but a
                 // hostile writer may have filled it: set every field.
-                self.map.u64_at(a)?.store(0, Ordering::Relaxed);
-                self.map.u32_at(a + 8)?.store(0, Ordering::Relaxed);
-                self.map
-                    .u32_at(a + 12)?
+                self.inside(self.map.u64_at(a))?.store(0, Ordering::Relaxed);
+                self.inside(self.map.u32_at(a + 8))?
+                    .store(0, Ordering::Relaxed);
+                self.inside(self.map.u32_at(a + 12))?
                     .store(name.len() as u32, Ordering::Relaxed);
-                let dst = self.map.bytes_at(a + RECORD_HEADER, name.len())?;
+                let dst = self.inside(self.map.bytes_at(a + RECORD_HEADER, name.len()))?;
                 for (d, s) in dst.iter().zip(name) {
                     d.store(*s, Ordering::Relaxed);
                 }
                 // The link that publishes the record is a release store, so
                 // the name is visible to whoever follows it.
-                return Some(a);
+                return Ok(a);
             }
         }
     }
 
-    /// Grows the file so that `end` bytes are written; false if it cannot.
-    fn grow(&self, end: usize) -> bool {
+    /// Grows the file so that `end` bytes are written.
+    fn grow(&self, end: usize) -> Result<(), Miss> {
         if end > MAX_FILE {
-            return false;
+            return Err(Miss::Full);
         }
-        let mut locked = false;
-        for _ in 0..LOCK_TRIES {
+        let waited = Instant::now();
+        loop {
             match self.file.try_lock() {
-                Ok(()) => {
-                    locked = true;
-                    break;
-                }
+                Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
+                    if waited.elapsed() >= GROW_WAIT {
+                        return Err(Miss::Busy);
+                    }
                     std::thread::sleep(Duration::from_micros(250));
                     if self.refresh_cap() >= end {
-                        return true;
+                        return Ok(());
                     }
                 }
-                Err(fs::TryLockError::Error(_)) => return false,
+                Err(fs::TryLockError::Error(_)) => return Err(Miss::Busy),
             }
         }
-        if !locked {
-            return false;
-        }
-        let ok = self.extend_locked(end).is_ok();
+        let written = self.extend_locked(end);
         let _ = self.file.unlock();
-        self.refresh_cap() >= end && ok
+        if written.is_ok() && self.refresh_cap() >= end {
+            Ok(())
+        } else {
+            Err(Miss::Busy)
+        }
     }
 
     /// With the file lock held: writes zero chunks until `end` is covered.
     fn extend_locked(&self, end: usize) -> io::Result<()> {
         static ZEROS: [u8; CHUNK] = [0; CHUNK];
         let mut len = self.file.metadata()?.len() as usize;
-        while floor_chunk(len as u64) < end {
+        while format::usable_len(len as u64) < end {
             // Finish a chunk left partly written by a grower that died.
             let upto = (len / CHUNK + 1) * CHUNK;
             write_at(&self.file, &ZEROS[..upto - len], len as u64)?;
             len = upto;
         }
         Ok(())
+    }
+
+    /// Moves this (damaged) file into `corrupt/`, if its path still names
+    /// it; `dir` is the telemetry directory.
+    pub(crate) fn set_aside(&self, dir: &Path) {
+        set_aside(dir, &self.path, &self.file);
+    }
+}
+
+/// Deletes counter files of weeks that began more than [`KEEP_PAST_WEEKS`]
+/// weeks before `week`.
+fn prune_old_weeks(counts: &Path, week: chrono::NaiveDate) {
+    let Some(oldest) = week.checked_sub_days(chrono::Days::new(7 * KEEP_PAST_WEEKS)) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(counts) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if format::week_of_file_name(name).is_some_and(|w| w < oldest) {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 
@@ -438,11 +487,14 @@ mod tests {
         for i in 0..100_000 {
             let name = format!("n/{i:05}/{}", "x".repeat(100));
             match f.cell(&name) {
-                Some(c) => {
+                Ok(c) => {
                     c.fetch_add(1, Ordering::Relaxed);
                     made += 1
                 }
-                None => break,
+                Err(miss) => {
+                    assert_eq!(miss, Miss::Full);
+                    break;
+                }
             }
         }
         assert!(made > 1000, "only {made} records");
@@ -471,6 +523,65 @@ mod tests {
     }
 
     #[test]
+    fn a_new_week_prunes_files_older_than_four_weeks() {
+        let dir = tempfile::tempdir().unwrap();
+        let first: chrono::NaiveDate = "2026-09-07".parse().unwrap();
+        for k in 0..8u64 {
+            let m = Meta::new(
+                "t",
+                "1",
+                "linux",
+                "x86_64",
+                first + chrono::Days::new(7 * k),
+            );
+            CountFile::open(dir.path(), &m).unwrap();
+            // Another build's file of the same week.
+            let o = Meta::new(
+                "u",
+                "1",
+                "linux",
+                "x86_64",
+                first + chrono::Days::new(7 * k),
+            );
+            CountFile::open(dir.path(), &o).unwrap();
+        }
+        let mut weeks: Vec<String> = fs::read_dir(dir.path().join("counts"))
+            .unwrap()
+            .map(|e| {
+                let n = e.unwrap().file_name();
+                format::week_of_file_name(n.to_str().unwrap())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        weeks.sort();
+        weeks.dedup();
+        assert_eq!(
+            weeks,
+            [
+                "2026-09-28",
+                "2026-10-05",
+                "2026-10-12",
+                "2026-10-19",
+                "2026-10-26"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_of_another_build_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = meta();
+        let other = Meta::new("other", "2", "linux", "x86_64", mine.week_begin);
+        let path = dir.path().join("counts").join(mine.file_name());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, format::initial_image(&other)).unwrap();
+        let e = CountFile::open(dir.path(), &mine).unwrap_err();
+        assert!(e.to_string().contains("another build"), "{e}");
+        assert!(path.exists() && !dir.path().join("corrupt").exists());
+    }
+
+    #[test]
     fn damage_while_open_stops_use_without_panic() {
         let dir = tempfile::tempdir().unwrap();
         let f = CountFile::open(dir.path(), &meta()).unwrap();
@@ -478,9 +589,9 @@ mod tests {
         // Point the chain of "a" into the header.
         let slot = TABLE_OFF + 4 * format::slot_of(b"a");
         f.map.u32_at(slot).unwrap().store(8, Ordering::Relaxed);
-        assert!(f.cell("a").is_none());
+        assert_eq!(f.cell("a").err(), Some(Miss::Damaged));
         assert!(f.is_broken());
-        assert!(f.cell("b").is_none());
+        assert_eq!(f.cell("b").err(), Some(Miss::Damaged));
     }
 
     proptest::proptest! {
@@ -502,7 +613,7 @@ mod tests {
                 f.map.bytes_at(pos, 1).unwrap()[0].store(val, Ordering::Relaxed);
             }
             for i in 0..80 {
-                if let Some(c) = f.cell(&format!("n/{i}")) {
+                if let Ok(c) = f.cell(&format!("n/{i}")) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -152,7 +152,11 @@ impl Meta {
             os: clean_value(os),
             arch: clean_value(arch),
             week_begin,
-            week_end: week_begin + chrono::Days::new(7),
+            // Only the last days of year 9999 have no next week; callers
+            // refuse such dates (see `telemetry.rs`).
+            week_end: week_begin
+                .checked_add_days(chrono::Days::new(7))
+                .unwrap_or(NaiveDate::MAX),
         }
     }
 
@@ -194,9 +198,8 @@ impl Meta {
             Ok(v.to_string())
         };
         let date = |k: &str| -> Result<NaiveDate, FormatError> {
-            get(k)?
-                .parse::<NaiveDate>()
-                .map_err(|_| FormatError::new(format!("metadata {k:?} is not a date")))
+            parse_date(&get(k)?)
+                .ok_or_else(|| FormatError::new(format!("metadata {k:?} is not a YYYY-MM-DD date")))
         };
         let meta = Meta {
             program: get("program")?,
@@ -206,7 +209,7 @@ impl Meta {
             week_begin: date("week-begin")?,
             week_end: date("week-end")?,
         };
-        if meta.week_end != meta.week_begin + chrono::Days::new(7) {
+        if meta.week_begin.checked_add_days(chrono::Days::new(7)) != Some(meta.week_end) {
             return Err(FormatError::new("metadata week is not seven days long"));
         }
         if meta.encode().as_bytes() != text.as_bytes() {
@@ -215,14 +218,40 @@ impl Meta {
         Ok(meta)
     }
 
+    /// A short, case-free identifier of the build (program, version, OS,
+    /// arch): eight lower-case hex digits of FNV-1a 32 over the four
+    /// metadata values, each followed by `\n`. It keeps builds apart whose
+    /// readable file names coincide (characters a file name cannot hold, or
+    /// a case-insensitive file system).
+    ///
+    /// ```
+    /// let a = clearcount::format::Meta::new("MyTool", "1", "linux", "x86_64",
+    ///     "2026-11-16".parse().unwrap());
+    /// let b = clearcount::format::Meta::new("mytool", "1", "linux", "x86_64",
+    ///     "2026-11-16".parse().unwrap());
+    /// assert_ne!(a.build_id(), b.build_id());
+    /// ```
+    pub fn build_id(&self) -> String {
+        let mut text = Vec::new();
+        for v in [&self.program, &self.version, &self.os, &self.arch] {
+            text.extend_from_slice(v.as_bytes());
+            text.push(b'\n');
+        }
+        format!("{:08x}", name_hash(&text))
+    }
+
     /// The file name for this metadata:
-    /// `<program>@<version>-<os>-<arch>-<week begin>.v1.count`, with any
-    /// character that is unsafe in a file name replaced by `_`.
+    /// `<program>@<version>-<os>-<arch>-<week begin>-<build id>.v1.count`,
+    /// with any character that is unsafe in a file name replaced by `_` in
+    /// the readable parts; the [build id](Meta::build_id) keeps builds
+    /// whose readable parts coincide apart.
     ///
     /// ```
     /// let m = clearcount::format::Meta::new("t", "1.0/x", "linux", "x86_64",
     ///     "2026-11-16".parse().unwrap());
-    /// assert_eq!(m.file_name(), "t@1.0_x-linux-x86_64-2026-11-16.v1.count");
+    /// let name = m.file_name();
+    /// assert!(name.starts_with("t@1.0_x-linux-x86_64-2026-11-16-"));
+    /// assert!(name.ends_with(".v1.count"));
     /// ```
     pub fn file_name(&self) -> String {
         let safe = |s: &str| -> String {
@@ -237,27 +266,47 @@ impl Meta {
                 .collect()
         };
         format!(
-            "{}@{}-{}-{}-{}.v{VERSION}.count",
+            "{}@{}-{}-{}-{}-{}.v{VERSION}.count",
             safe(&self.program),
             safe(&self.version),
             safe(&self.os),
             safe(&self.arch),
-            self.week_begin
+            self.week_begin,
+            self.build_id()
         )
     }
 }
 
 /// The week-begin date in a counter file's name
-/// (`…-<YYYY-MM-DD>.v1.count`), read without opening the file.
+/// (`…-<YYYY-MM-DD>-<build id>.v1.count`), read without opening the file.
 ///
 /// ```
-/// let d = clearcount::format::week_of_file_name("t@1-linux-x86_64-2026-11-16.v1.count");
+/// let d = clearcount::format::week_of_file_name("t@1-linux-x86_64-2026-11-16-0a1b2c3d.v1.count");
 /// assert_eq!(d.unwrap().to_string(), "2026-11-16");
 /// ```
 pub fn week_of_file_name(name: &str) -> Option<NaiveDate> {
     let stem = name.strip_suffix(&format!(".v{}.count", VERSION))?;
-    let date = stem.get(stem.len().checked_sub(10)?..)?;
-    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+    let (rest, id) = stem.rsplit_once('-')?;
+    if id.len() != 8 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    parse_date(rest.get(rest.len().checked_sub(10)?..)?)
+}
+
+/// A date as the format writes it: exactly `YYYY-MM-DD` (four-digit year),
+/// a real day of the proleptic Gregorian calendar.
+pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 /// Why bytes are not a valid counter file.
@@ -308,19 +357,22 @@ pub struct Header {
     pub alloc: usize,
 }
 
-/// Reads and checks the header and metadata. `bytes` is the start of the file
-/// (at least [`DATA_OFF`] bytes) and `file_len` the file's full length.
+/// Reads and checks the header and metadata: `bytes` holds at least the
+/// file's first [`TABLE_OFF`] bytes. The allocation pointer must be 8-byte
+/// aligned and lie in `[DATA_OFF, MAX_FILE]`; whether the file is long
+/// enough for it is [`check_length`]'s question.
 ///
 /// ```
 /// use clearcount::format::*;
 /// let m = Meta::new("t", "1", "linux", "x86_64", "2026-11-16".parse().unwrap());
 /// let image = initial_image(&m);
-/// assert_eq!(parse_header(&image, image.len()).unwrap().alloc, DATA_OFF);
+/// assert_eq!(parse_header(&image).unwrap().alloc, DATA_OFF);
 /// ```
-pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError> {
-    if bytes.len() < DATA_OFF || file_len < CHUNK {
+pub fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
+    if bytes.len() < TABLE_OFF {
         return Err(FormatError::new(format!(
-            "file is too short ({file_len} bytes, at least {CHUNK} expected)"
+            "file is too short ({} bytes, at least {CHUNK} expected)",
+            bytes.len()
         )));
     }
     if bytes[..8] != MAGIC {
@@ -362,7 +414,7 @@ pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError
     }
     let meta = Meta::decode(meta_bytes)?;
     let alloc = u64_le(bytes, OFF_ALLOC);
-    if alloc < DATA_OFF as u64 || alloc > file_len as u64 || !alloc.is_multiple_of(8) {
+    if alloc < DATA_OFF as u64 || alloc > MAX_FILE as u64 || !alloc.is_multiple_of(8) {
         return Err(FormatError::new(format!(
             "allocation pointer {alloc} is outside the data area"
         )));
@@ -371,6 +423,49 @@ pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<Header, FormatError
         meta,
         alloc: alloc as usize,
     })
+}
+
+/// The part of a file of `len` bytes that writers use: its length rounded
+/// down to a whole number of chunks (a grower that died may have left a
+/// partial chunk past it).
+pub const fn usable_len(len: u64) -> usize {
+    let len = if len > MAX_FILE as u64 {
+        MAX_FILE
+    } else {
+        len as usize
+    };
+    len / CHUNK * CHUNK
+}
+
+/// Checks a file's length against an allocation pointer read *before* the
+/// length: the file must be at least [`CHUNK`] and at most [`MAX_FILE`]
+/// bytes long, and its whole chunks must cover the allocation pointer
+/// (writers grow the file before they move the pointer, and a file never
+/// shrinks, so this holds for a file in use too).
+///
+/// ```
+/// use clearcount::format::*;
+/// assert!(check_length(CHUNK as u64, DATA_OFF).is_ok());
+/// assert!(check_length(CHUNK as u64 + 10, CHUNK + 8).is_err());
+/// assert!(check_length(MAX_FILE as u64 + 1, DATA_OFF).is_err());
+/// ```
+pub fn check_length(len: u64, alloc: usize) -> Result<(), FormatError> {
+    if len < CHUNK as u64 {
+        return Err(FormatError::new(format!(
+            "file is too short ({len} bytes, at least {CHUNK} expected)"
+        )));
+    }
+    if len > MAX_FILE as u64 {
+        return Err(FormatError::new(format!(
+            "file is {len} bytes, longer than the limit of {MAX_FILE}"
+        )));
+    }
+    if alloc > usable_len(len) {
+        return Err(FormatError::new(format!(
+            "allocation pointer {alloc} is past the file's written chunks ({len} bytes)"
+        )));
+    }
+    Ok(())
 }
 
 /// The first [`CHUNK`] bytes of a new, empty counter file.
@@ -419,10 +514,12 @@ pub struct Parsed {
     pub records: usize,
 }
 
-/// Reads a whole counter file. Every offset is bounds-checked, every chain is
-/// walked with a step limit (so a cycle cannot hang the reader), every name
-/// must follow the grammar and sit in its own hash slot, and no name may
-/// appear twice. Any violation is an error; nothing is guessed.
+/// Reads a complete counter file at rest (no process writing it). Every
+/// offset is bounds-checked, every chain is walked with a step limit (so a
+/// cycle cannot hang the reader), every name must follow the grammar and sit
+/// in its own hash slot, and no name may appear twice. Any violation is an
+/// error; nothing is guessed. A file that other processes may be writing is
+/// read with [`read_file`] instead.
 ///
 /// ```
 /// use clearcount::format::*;
@@ -432,42 +529,133 @@ pub struct Parsed {
 /// assert!(parse(&image).is_err());
 /// ```
 pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
-    parse_used(bytes, bytes.len())
+    let header = parse_header(bytes)?;
+    check_length(bytes.len() as u64, header.alloc)?;
+    let (parsed, _) = walk(&bytes[..header.alloc], header.meta, false)?;
+    Ok(parsed)
 }
 
-/// Like [`parse`], for the used part of a file: `bytes` holds at least the
-/// file's first `alloc` bytes (the allocation pointer), `file_len` is the
-/// file's full length. Lets a writer check a file without reading its
-/// unused tail.
+/// Why a counter file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    Io(std::io::Error),
+    /// The file is damaged: the same damage was seen on every attempt.
+    Corrupt(FormatError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "cannot read counter file: {e}"),
+            ReadError::Corrupt(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// How many times [`read_file`] reads a file before it calls it damaged.
+pub const READ_ATTEMPTS: u32 = 3;
+
+/// Reads a counter file that other processes may be writing at this very
+/// moment, in the order `counters-spec/file-format.md` §6 gives: the header
+/// and its allocation pointer first, then the file's length, then the used
+/// part. A link to a record past the allocation pointer read first is a
+/// record added meanwhile: it is left out (as if the file had been read a
+/// moment earlier), once the pointer, read again, covers it. Anything else
+/// wrong is read again, up to [`READ_ATTEMPTS`] times, a few milliseconds
+/// apart; only damage seen on every attempt is reported as
+/// [`ReadError::Corrupt`].
 ///
+/// ```no_run
+/// let parsed = clearcount::format::read_file("week.v1.count".as_ref()).unwrap();
+/// for (name, count) in &parsed.counters { println!("{name} {count}"); }
 /// ```
-/// use clearcount::format::*;
-/// let m = Meta::new("t", "1", "linux", "x86_64", "2026-11-16".parse().unwrap());
-/// let image = initial_image(&m);
-/// assert!(parse_used(&image[..DATA_OFF], image.len()).is_ok());
-/// assert!(parse_used(&image[..DATA_OFF - 1], image.len()).is_err());
-/// ```
-pub fn parse_used(bytes: &[u8], file_len: usize) -> Result<Parsed, FormatError> {
-    let header = parse_header(bytes, file_len)?;
-    let alloc = header.alloc;
-    if bytes.len() < alloc {
-        return Err(FormatError::new(format!(
-            "file ends at {} bytes, before its allocation pointer {alloc}",
-            bytes.len()
+pub fn read_file(path: &std::path::Path) -> Result<Parsed, ReadError> {
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    read_live(&file)
+}
+
+/// [`read_file`] on an open file.
+pub(crate) fn read_live(file: &std::fs::File) -> Result<Parsed, ReadError> {
+    let mut last = FormatError::new("not read");
+    for attempt in 0..READ_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
+        }
+        match read_once(file).map_err(ReadError::Io)? {
+            Ok(parsed) => return Ok(parsed),
+            Err(e) => last = e,
+        }
+    }
+    Err(ReadError::Corrupt(last))
+}
+
+fn read_once(file: &std::fs::File) -> std::io::Result<Result<Parsed, FormatError>> {
+    // 1. The header, with the allocation pointer A.
+    let mut head = [0u8; TABLE_OFF];
+    let n = crate::fsutil::read_at_most(file, &mut head, 0)?;
+    let header = match parse_header(&head[..n]) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    // 2. The length, read after A: it covers A in a healthy file.
+    let len = file.metadata()?.len();
+    if let Err(e) = check_length(len, header.alloc) {
+        return Ok(Err(e));
+    }
+    // 3. The used part, [0, A).
+    let mut bytes = vec![0u8; header.alloc];
+    if crate::fsutil::read_at_most(file, &mut bytes, 0)? < header.alloc {
+        return Ok(Err(FormatError::new(
+            "file ends before its allocation pointer",
         )));
     }
+    let (parsed, past) = match walk(&bytes, header.meta, true) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    // 4. Links past A must point to records allocated since: A, read again
+    //    now, must cover their fixed part.
+    if let Some(&far) = past.iter().max() {
+        let mut a = [0u8; 8];
+        if crate::fsutil::read_at_most(file, &mut a, OFF_ALLOC as u64)? < 8 {
+            return Ok(Err(FormatError::new("file ends in its header")));
+        }
+        let now = u64::from_le_bytes(a);
+        if far as u64 + RECORD_HEADER as u64 > now {
+            return Ok(Err(FormatError::new(format!(
+                "a link points to {far}, past the allocation pointer {now}"
+            ))));
+        }
+    }
+    Ok(Ok(parsed))
+}
+
+/// Walks every chain of `bytes`, the file's first `A` bytes (`A` being the
+/// allocation pointer, `bytes.len()`). With `live`, a link to an aligned
+/// offset at or past `A` ends its chain and is returned, for the caller to
+/// check against a fresh allocation pointer; without, it is damage.
+fn walk(bytes: &[u8], meta: Meta, live: bool) -> Result<(Parsed, Vec<usize>), FormatError> {
+    let alloc = bytes.len();
     let mut parsed = Parsed {
-        meta: header.meta,
+        meta,
         counters: BTreeMap::new(),
         stacks: BTreeMap::new(),
         records: 0,
     };
+    let mut past = Vec::new();
     let max_records = (alloc - DATA_OFF) / record_size(1);
     let mut seen = std::collections::BTreeSet::new();
     for slot in 0..SLOTS {
         let mut off = u32_le(bytes, TABLE_OFF + 4 * slot) as usize;
         let mut steps = 0usize;
         while off != 0 {
+            if live && off >= alloc && off.is_multiple_of(8) && off < MAX_FILE {
+                past.push(off);
+                break;
+            }
             steps += 1;
             if steps > max_records {
                 return Err(FormatError::new(format!("chain of slot {slot} loops")));
@@ -493,7 +681,7 @@ pub fn parse_used(bytes: &[u8], file_len: usize) -> Result<Parsed, FormatError> 
             off = rec.next;
         }
     }
-    Ok(parsed)
+    Ok((parsed, past))
 }
 
 struct Record {
@@ -567,6 +755,95 @@ mod tests {
         assert!(!p.counters.contains_key("zero"));
         assert_eq!(p.stacks.get("crash/panic\nmain:+1"), Some(&1));
         assert_eq!(p.records, 3);
+    }
+
+    #[test]
+    fn dates_have_one_spelling() {
+        assert_eq!(parse_date("2026-02-28").unwrap().to_string(), "2026-02-28");
+        for bad in [
+            "2026-2-28",
+            "+2026-02-28",
+            "2026-02-30",
+            "20260228",
+            "2026-02-28 ",
+            "",
+        ] {
+            assert!(parse_date(bad).is_none(), "{bad:?}");
+        }
+        // The last week of year 9999 has no end: refused, never a panic.
+        let mut m = meta();
+        m.week_begin = "9999-12-30".parse().unwrap();
+        m.week_end = NaiveDate::MAX;
+        assert!(Meta::decode(m.encode().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn file_names_carry_the_build_id() {
+        let m = meta();
+        let name = m.file_name();
+        assert_eq!(week_of_file_name(&name), Some(m.week_begin));
+        assert!(name.ends_with(&format!("-{}.v1.count", m.build_id())));
+        // The name before build ids, and a name with a bad id.
+        assert_eq!(
+            week_of_file_name("t@1-linux-x86_64-2026-11-16.v1.count"),
+            None
+        );
+        assert_eq!(
+            week_of_file_name("t@1-linux-x86_64-2026-11-16-0A1B2C3D.v1.count"),
+            None
+        );
+        let other = Meta::new("t", "1/x", "linux", "x86_64", m.week_begin);
+        let same_text = Meta::new("t", "1_x", "linux", "x86_64", m.week_begin);
+        assert_ne!(other.file_name(), same_text.file_name());
+    }
+
+    #[test]
+    fn a_link_past_the_pointer_is_live_only_if_the_pointer_moves_on() {
+        let mut img = initial_image(&meta());
+        push(&mut img, "a/b", 3);
+        let alloc = u64_le(&img, OFF_ALLOC) as usize;
+        // A writer allocated "c/d" at `alloc` and linked it, but the header
+        // still shows the old pointer (read before the allocation).
+        let off = push(&mut img, "c/d", 1);
+        assert_eq!(off, alloc);
+        img[OFF_ALLOC..OFF_ALLOC + 8].copy_from_slice(&(alloc as u64).to_le_bytes());
+        // Walked as a file in use, the new record is left out, not damage.
+        let (p, past) = walk(&img[..alloc], meta(), true).unwrap();
+        assert_eq!(p.counters.len(), 1);
+        assert_eq!(past, [off]);
+        // At rest, or if the pointer read again does not cover it: damage.
+        assert!(parse(&img).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.v1.count");
+        std::fs::write(&path, &img).unwrap();
+        let e = read_file(&path).unwrap_err();
+        assert!(e.to_string().contains("past the allocation pointer"), "{e}");
+        // With the pointer moved on, the same file reads, new record included.
+        img[OFF_ALLOC..OFF_ALLOC + 8]
+            .copy_from_slice(&((off + record_size(3)) as u64).to_le_bytes());
+        std::fs::write(&path, &img).unwrap();
+        assert_eq!(read_file(&path).unwrap().counters.len(), 2);
+    }
+
+    #[test]
+    fn length_rules() {
+        let img = initial_image(&meta());
+        // A partial chunk past the whole ones is allowed; a longer file is not.
+        let mut longer = img.clone();
+        longer.extend_from_slice(&[0u8; 100]);
+        assert!(parse(&longer).is_ok());
+        let mut huge = img.clone();
+        huge.resize(MAX_FILE + 8, 0);
+        assert!(
+            parse(&huge)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than")
+        );
+        // The reserved field is ignored.
+        let mut reserved = img.clone();
+        reserved[56] = 7;
+        assert!(parse(&reserved).is_ok());
     }
 
     #[test]

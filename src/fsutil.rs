@@ -40,6 +40,31 @@ pub(crate) fn read_small(path: &Path) -> io::Result<String> {
     String::from_utf8(buf[..n].to_vec()).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
+/// Reads from `file` at `offset` until `buf` is full or the file ends;
+/// returns the number of bytes read. Does not move the file position.
+pub(crate) fn read_at_most(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(unix)]
+fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
 /// Creates `path` with `data`, all at once, only if it does not exist
 /// (`AlreadyExists` otherwise). Built on a hard link, so two processes racing
 /// cannot both win and nobody sees a partial file.

@@ -35,10 +35,13 @@
 //! compare-and-swap, counts by atomic add. No lock is ever taken to count;
 //! the file grows (rarely) under a file lock, by writing real zeros so that
 //! a full disk is an error, not a crash. A file is created complete (written
-//! aside, then hard-linked into place), checked in full when opened, and set
-//! aside into `corrupt/` if anything in it is wrong; every offset read from
-//! it is bounds-checked and every chain walk is bounded. On Linux a SIGBUS
-//! guard survives a file truncated under a live mapping.
+//! aside, then hard-linked into place). Opening checks only its header, so
+//! it costs the same for any size; records are checked as they are touched,
+//! in an order that never takes another process's write in progress for
+//! damage; a file whose damage is certain is set aside into `corrupt/` and
+//! counting moves to a fresh one. Every offset read from it is
+//! bounds-checked and every chain walk is bounded. On Linux a SIGBUS guard
+//! survives a file truncated under a live mapping.
 //!
 //! **Counters** ([`counter`], [`stack`], `registry.rs`). A `static`
 //! [`Counter`] finds its slot on first use and caches it: after that an
@@ -49,12 +52,14 @@
 //! [`StackCounter`] walks return addresses only and symbolizes a stack the
 //! first time it is seen: `function:+line-offset`, never a path or a value.
 //!
-//! **Weeks** ([`week`], [`clock`]). An installation's week starts on a
-//! weekday drawn once at random. In a process that lives long enough (or
-//! says it is long-running), a thread sleeps until the week ends and then
-//! moves every counter to the next week's file, so a process that runs for
-//! weeks needs no restart; a short command never starts that thread. `CLEARCOUNT_NOW` sets the clock for tests and
-//! the demo.
+//! **Weeks** ([`week`], [`clock`], [`telemetry`]). An installation's week
+//! starts on a weekday drawn once at random. A process keeps following the
+//! weeks, whatever API it counts with: during its first second every count
+//! checks a coarse clock (a few nanoseconds), and after that a small thread
+//! sleeps until the week ends and then moves every counter to the next
+//! week's file, so a process that runs for weeks needs no restart and a
+//! short command starts no thread. Old weeks' files are pruned in every
+//! build. `CLEARCOUNT_NOW` sets the clock for tests and the demo.
 //!
 //! **Modes** ([`mode`], [`dirs`]). `off` (nothing counted, nothing written,
 //! not even a directory), `local` (the default: counted, never sent), `on`

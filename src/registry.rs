@@ -39,12 +39,22 @@ impl Entry {
         self.slot.load()
     }
 
-    /// Adds `n` to the counter.
+    /// Adds `n` to the counter. Every count of every API comes here; the
+    /// engine's attention flag is checked first, so that a count made after
+    /// the week's end goes to the new week's file (see `telemetry.rs`).
     #[inline(always)]
     pub(crate) fn add(&self, n: u64) {
+        if crate::telemetry::ATTENTION.load(Ordering::Relaxed) {
+            crate::telemetry::tend();
+        }
         if let Some(c) = self.slot() {
             c.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// True while the counter's counts wait in memory for a file.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.slot().is_some_and(|c| std::ptr::eq(c, &self.pending))
     }
 
     /// Points the counter at `cell`, moving counts kept in memory there.

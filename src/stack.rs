@@ -139,7 +139,6 @@ impl StackCounter {
         if seen.len() >= MAX_STACKS {
             return;
         }
-        crate::telemetry::maybe_start_rotation();
         // A new stack: walk it again, keeping whole frames to symbolize.
         let mut frames: Vec<backtrace::Frame> = Vec::with_capacity(want);
         let mut found = false;

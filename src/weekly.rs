@@ -1,8 +1,8 @@
 //! Weekly reports: turning a finished week's counter files into one local
 //! report.
 //!
-//! When a week is over (today is on or after the `week_end` of a counter
-//! file in `counts/`), every counter file of that week becomes one report,
+//! When a week is over (its end, 00:00 UTC of its `week_end` day, is at least
+//! [`GRACE`] past), every counter file of that week becomes one report,
 //! `reports/<week>.full.json`: everything counted, every program build, with
 //! X drawn once (it is stored in the report and never changes) and config
 //! version `0`. It stays on this machine for the user to read. The uploader
@@ -11,26 +11,39 @@
 //! Crash-safe and race-safe: the report is created atomically, first writer
 //! wins; only then are the week's counter files removed. Many processes may
 //! build at once: the losers find the report exists and only remove the
-//! counter files. Unparsable counter files are set aside in `corrupt/`.
+//! counter files. Files are read as files in use (`format::read_file`): a
+//! file is set aside in `corrupt/` only when every read finds it damaged.
 //! Local data stays bounded: at most [`KEEP_WEEKS`] weeks of reports (and of
 //! copies of sent reports in `upload/`) are kept, the oldest are removed.
 //!
 //! ```
 //! use clearcount::weekly;
 //! let dir = tempfile::tempdir().unwrap();
-//! let today: chrono::NaiveDate = "2026-11-23".parse().unwrap();
-//! let built = weekly::build_pending(dir.path(), today);
+//! let now = "2026-11-23T09:00:00Z".parse().unwrap();
+//! let built = weekly::build_pending(dir.path(), now);
 //! assert!(built.created.is_empty());
 //! ```
 
 use crate::format::{self, Parsed};
 use crate::report::{ProgramReport, Report};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How many weeks of local reports are kept.
 pub const KEEP_WEEKS: usize = 12;
+
+/// How long after a week's end its report is built: every process that
+/// counts has moved to the new week's file well within it (see
+/// `telemetry.rs`), so no count goes to a file that was already reported.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The moment a week that began on `week` ends (00:00 UTC seven days later).
+fn week_end(week: NaiveDate) -> Option<DateTime<Utc>> {
+    week.checked_add_days(chrono::Days::new(7))?
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+}
 
 /// Suffix of a full (local, unfiltered) report file.
 pub const FULL_SUFFIX: &str = ".full.json";
@@ -199,35 +212,45 @@ fn count_files(dir: &Path) -> Vec<(PathBuf, NaiveDate)> {
 }
 
 /// True when some counter file in `counts/` belongs to a week that is over
-/// on `today` (cheap: file names only).
+/// at `now` (cheap: file names only).
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
-/// assert!(!clearcount::weekly::any_finished(dir.path(), "2026-11-23".parse().unwrap()));
+/// assert!(!clearcount::weekly::any_finished(dir.path(), "2026-11-23T00:00:00Z".parse().unwrap()));
 /// ```
-pub fn any_finished(dir: &Path, today: NaiveDate) -> bool {
+pub fn any_finished(dir: &Path, now: DateTime<Utc>) -> bool {
     count_files(dir)
         .iter()
-        .any(|(_, w)| *w + chrono::Days::new(7) <= today)
+        .any(|(_, w)| week_end(*w).is_some_and(|end| end <= now))
 }
 
 /// Builds the full report of every finished week in `dir/counts/`, removes
-/// the counter files once their report exists, sets unparsable files aside,
-/// and keeps at most [`KEEP_WEEKS`] weeks of reports. Safe to run from many
-/// processes at once; never panics; I/O problems are listed in the result.
+/// the counter files once their report exists, sets damaged files aside,
+/// and keeps at most [`KEEP_WEEKS`] weeks of reports. A week that ended
+/// less than [`GRACE`] before `now` is waited for (this runs in the
+/// uploader's child or thread, or in a command, never on a host's path).
+/// Safe to run from many processes at once; never panics; I/O problems are
+/// listed in the result.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
-/// let b = clearcount::weekly::build_pending(dir.path(), "2026-11-23".parse().unwrap());
+/// let b = clearcount::weekly::build_pending(dir.path(), "2026-11-23T09:00:00Z".parse().unwrap());
 /// assert!(b.problems.is_empty());
 /// ```
-pub fn build_pending(dir: &Path, today: NaiveDate) -> Built {
+pub fn build_pending(dir: &Path, now: DateTime<Utc>) -> Built {
     let mut built = Built::default();
     let mut weeks: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
+    let mut wait = chrono::Duration::zero();
+    let grace = chrono::Duration::from_std(GRACE).unwrap_or_default();
     for (path, week) in count_files(dir) {
-        if week + chrono::Days::new(7) <= today {
+        let Some(end) = week_end(week) else { continue };
+        if end <= now {
+            wait = wait.max(end + grace - now);
             weeks.entry(week).or_default().push(path);
         }
+    }
+    if let Ok(wait) = wait.to_std() {
+        std::thread::sleep(wait);
     }
     if !weeks.is_empty()
         && let Err(e) = std::fs::create_dir_all(dir.join(crate::dirs::REPORTS))
@@ -243,13 +266,11 @@ pub fn build_pending(dir: &Path, today: NaiveDate) -> Built {
         let mut files = Vec::new();
         if !report_path.exists() {
             for p in &paths {
-                match std::fs::read(p) {
-                    Ok(bytes) => match format::parse(&bytes) {
-                        Ok(parsed) if parsed.meta.week_begin == week => files.push(parsed),
-                        Ok(_) | Err(_) => set_aside(dir, p, &mut built),
-                    },
+                match format::read_file(p) {
+                    Ok(parsed) if parsed.meta.week_begin == week => files.push(parsed),
+                    Ok(_) | Err(format::ReadError::Corrupt(_)) => set_aside(dir, p, &mut built),
                     // Removed meanwhile by another process: it made the report.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(format::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => built
                         .problems
                         .push(format!("cannot read {}: {e}", p.display())),
@@ -379,8 +400,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let counts = dir.path().join(crate::dirs::COUNTS);
         std::fs::create_dir_all(&counts).unwrap();
-        std::fs::write(counts.join("t@1-linux-x86_64-2026-11-02.v1.count"), b"junk").unwrap();
-        let b = build_pending(dir.path(), "2026-11-23".parse().unwrap());
+        std::fs::write(
+            counts.join("t@1-linux-x86_64-2026-11-02-0a1b2c3d.v1.count"),
+            b"junk",
+        )
+        .unwrap();
+        let b = build_pending(dir.path(), "2026-11-23T00:00:00Z".parse().unwrap());
         assert_eq!(b.corrupt.len(), 1);
         assert_eq!(b.created, ["2026-11-02"]);
         let r = read_full(dir.path(), "2026-11-02").unwrap();

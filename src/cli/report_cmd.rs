@@ -162,7 +162,7 @@ pub fn report(ns: &str, dry_run: bool, args: &UploadArgs) -> Result<(), String> 
         return Err("telemetry is off: no reports are made".into());
     }
     if !dry_run {
-        let b = weekly::build_pending(&dir, crate::clock::today());
+        let b = weekly::build_pending(&dir, crate::clock::now());
         for w in &b.created {
             println!("made {}", weekly::full_path(&dir, w).display());
         }

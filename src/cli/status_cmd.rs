@@ -68,14 +68,13 @@ pub fn this_week(dir: &Path) -> Week {
     week
 }
 
-/// Reads and parses one counter file, with a one-line error.
+/// Reads one counter file, in use or not, with a one-line error.
 ///
 /// ```
 /// assert!(clearcount::cli::status_cmd::read_file(std::path::Path::new("/no/such")).is_err());
 /// ```
 pub fn read_file(path: &Path) -> Result<Parsed, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    format::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    format::read_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn telemetry_dir(ns: &str) -> Result<PathBuf, String> {
@@ -184,7 +183,9 @@ pub fn dump(files: &[PathBuf], json: bool) -> Result<(), String> {
     for f in files {
         let p = read_file(f)?;
         if json {
+            // The shape is specified in counters-spec/file-format.md §8.
             out.push(json!({
+                "file": f,
                 "meta": {
                     "program": p.meta.program,
                     "version": p.meta.version,
@@ -193,6 +194,7 @@ pub fn dump(files: &[PathBuf], json: bool) -> Result<(), String> {
                     "week_begin": p.meta.week_begin.to_string(),
                     "week_end": p.meta.week_end.to_string(),
                 },
+                "records": p.records,
                 "counters": p.counters,
                 "stacks": p.stacks,
             }));
@@ -208,12 +210,10 @@ pub fn dump(files: &[PathBuf], json: bool) -> Result<(), String> {
         }
     }
     if json {
-        let v = if out.len() == 1 {
-            out.remove(0)
-        } else {
-            Value::Array(out)
-        };
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The one module with `unsafe` code.
 //!
-//! Three small primitives live here, and nothing else:
+//! Four small primitives live here, and nothing else:
 //!
 //! * [`SharedMap`]: a shared, writable memory mapping of a counter file that
 //!   is never unmapped. It hands out atomics at checked, aligned offsets, so
@@ -10,6 +10,10 @@
 //! * [`AtomicRef`]: an atomic, nullable `&'static T`, the building block of
 //!   the lock-free counter registry and of the switch from one week's file to
 //!   the next.
+//! * [`coarse_now_ms`] and [`sleep_until_ms`]: the cheapest wall clock
+//!   (Linux's `CLOCK_REALTIME_COARSE`, read from the vDSO without a system
+//!   call, a few nanoseconds) and an absolute wall-clock sleep, which the
+//!   engine uses to follow the weeks.
 //! * `unwind` (Linux, x86-64): what the fast stack walker (`crate::unwind`)
 //!   cannot do safely: find the loaded code's unwind tables, read the
 //!   current registers, and read the current thread's stack within bounds.
@@ -117,6 +121,67 @@ impl SharedMap {
             std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU8>().cast_const(), n)
         })
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, from the cheapest
+/// source that has it: `CLOCK_REALTIME_COARSE` on Linux and Android (a few
+/// nanoseconds, no system call; it lags the precise clock by at most one
+/// timer tick, a few milliseconds), the standard clock elsewhere.
+#[inline]
+pub(crate) fn coarse_now_ms() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through a valid,
+        // exclusive pointer to a local; it has no other effect.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            return (ts.tv_sec as u64)
+                .saturating_mul(1000)
+                .saturating_add(ts.tv_nsec as u64 / 1_000_000);
+        }
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sleeps until the wall clock reads `until_ms` (ms since the epoch), or a
+/// little earlier; the caller checks the clock again. On Linux the sleep is
+/// absolute on `CLOCK_REALTIME`, so it ends on time after the machine was
+/// suspended or the clock was set; elsewhere it wakes at least every minute
+/// to look again.
+pub(crate) fn sleep_until_ms(until_ms: u64) {
+    let now = coarse_now_ms();
+    if until_ms <= now {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let ts = libc::timespec {
+            tv_sec: (until_ms / 1000).min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: ((until_ms % 1000) * 1_000_000) as libc::c_long,
+        };
+        // SAFETY: clock_nanosleep reads one timespec through a valid
+        // pointer and writes nothing (the remaining-time pointer is null,
+        // as TIMER_ABSTIME allows); it only blocks this thread.
+        let r = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_REALTIME,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        };
+        if r == 0 || r == libc::EINTR {
+            return;
+        }
+    }
+    let left = std::time::Duration::from_millis(until_ms - now);
+    std::thread::sleep(left.min(std::time::Duration::from_secs(60)));
 }
 
 /// An atomic, nullable reference to a `'static` value.
@@ -333,6 +398,31 @@ mod tests {
         c.fetch_add(1, Ordering::Relaxed);
         assert_eq!(c.load(Ordering::Relaxed), 1, "now private, zeroed memory");
         assert_eq!(m.u64_at(0).unwrap().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn coarse_clock_follows_the_wall_clock() {
+        let wall = |()| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let before = wall(());
+        let coarse = coarse_now_ms();
+        let after = wall(());
+        // The coarse clock lags by at most a timer tick (a few ms).
+        assert!(
+            coarse + 50 >= before && coarse <= after,
+            "{before} {coarse} {after}"
+        );
+        let until = coarse_now_ms() + 30;
+        sleep_until_ms(until);
+        assert!(
+            coarse_now_ms() + 20 >= until,
+            "woke long before the time asked"
+        );
+        sleep_until_ms(0); // in the past: returns at once
     }
 
     #[test]

@@ -305,11 +305,11 @@ pub fn decide(
 /// println!("{}", r.summary);
 /// ```
 pub fn run(dir: &Path, s: Option<&UploadSettings>, eff: &Effective, opts: RunOptions) -> RunResult {
-    let today = crate::clock::today();
     let mut result = RunResult {
-        built: Some(weekly::build_pending(dir, today)),
+        built: Some(weekly::build_pending(dir, crate::clock::now())),
         ..RunResult::default()
     };
+    let today = crate::clock::today();
     if eff.mode != Mode::On && !opts.dry_run {
         result.summary = format!("mode is {}: nothing is uploaded", eff.mode);
         return result;
@@ -515,7 +515,7 @@ pub(crate) fn on_start(t: &crate::Telemetry, s: &crate::Started) {
     };
     let today = crate::clock::today();
     let upload = s.mode == Mode::On && t.upload.is_some() && has_pending(&dir, today);
-    if !upload && !weekly::any_finished(&dir, today) {
+    if !upload && !weekly::any_finished(&dir, crate::clock::now()) {
         finish_token(&token, "nothing due");
         return;
     }

@@ -91,7 +91,7 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
             !state.weeks.contains_key(w) && !upload_dir(dir).join(format!("{w}.json")).exists()
         })
         .collect();
-    let finished = weekly::any_finished(dir, today);
+    let finished = weekly::any_finished(dir, crate::clock::now());
     let mut lines = vec![next.clone()];
     match &state.last {
         Some(e) => lines.push(format!("last upload run: {}: {}", e.date, e.what)),
