@@ -10,9 +10,12 @@
 //! * [`AtomicRef`]: an atomic, nullable `&'static T`, the building block of
 //!   the lock-free counter registry and of the switch from one week's file to
 //!   the next.
-//! * `unwind` (Linux, x86-64): what the fast stack walker (`crate::unwind`)
-//!   cannot do safely: find the loaded code's unwind tables, read the
-//!   current registers, and read the current thread's stack within bounds.
+//! * `unwind` (Linux, x86-64, glibc or musl): what the fast stack walker
+//!   (`crate::unwind`) cannot do safely: ask the dynamic loader about the
+//!   loaded objects (unwind tables, read only while the loader cannot
+//!   unload the object; how many objects were unloaded; exported symbol
+//!   names), read the current registers, and read the current thread's
+//!   stack within bounds.
 //!
 //! Why mappings are never unmapped: a counter caches a reference to its slot
 //! in the file, and the increment path is a single atomic add through it.
@@ -35,7 +38,11 @@
 //! broken). A fault anywhere else is handed to the handler that was there
 //! before.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(
+    target_os = "linux",
+    target_arch = "x86_64",
+    any(target_env = "gnu", target_env = "musl")
+))]
 pub(crate) mod unwind;
 
 use std::fs::File;
