@@ -16,8 +16,12 @@
 //! line from the function's first line; where the offset cannot be had (the
 //! function's first line is unknown, or the frame was inlined from another
 //! file) the line number itself is used, written without `+`; with no debug
-//! information at all, the function name alone. Never a file path, never an
-//! argument or any other value.
+//! information at all, the function name alone. Code in a shared library
+//! that the `backtrace` crate cannot vouch for (loaded after it listed the
+//! loaded objects, or where it may still see an unloaded one; see
+//! `crate::unwind::backtrace_knows`) is named by the loader's exported
+//! symbol alone, or `?`. Never a file path, never an argument or any other
+//! value.
 //!
 //! ```
 //! use clearcount::stack::StackCounter;
@@ -40,8 +44,31 @@ pub const MAX_STACKS: usize = 256;
 pub struct StackCounter {
     name: &'static str,
     depth: usize,
-    /// Stacks seen before: return addresses → entry.
-    seen: Mutex<BTreeMap<Box<[usize]>, &'static Entry>>,
+    /// Stacks seen before.
+    seen: Mutex<Seen>,
+}
+
+/// A stack counter's stacks seen before: return addresses → entry.
+///
+/// After `dlclose`, a library's addresses may hold other code, and the
+/// same return addresses be another stack; so the map is emptied when the
+/// loader's count of unloaded objects rises. A call reads that count
+/// before walking its stack, and empties the map and raises `unloads` if
+/// it read more. Then each entry was added by a call whose stack's code was
+/// loaded (running) at a moment when the count was `unloads`, and so is the
+/// code of every call that uses the map (it read at most `unloads`, and
+/// its code runs until it takes the lock, after the count reached
+/// `unloads`). Nothing was unloaded between two moments with the same
+/// count, so both stacks' code was loaded at once: equal return addresses
+/// are the same code.
+///
+/// At most [`MAX_STACKS`] return address lists are kept (later ones are not
+/// symbolized), and at most [`MAX_STACKS`] distinct stacks are counted,
+/// however often the map is emptied: `recorded` keeps them.
+struct Seen {
+    unloads: u64,
+    stacks: BTreeMap<Box<[usize]>, &'static Entry>,
+    recorded: Vec<&'static Entry>,
 }
 
 impl std::fmt::Debug for StackCounter {
@@ -64,7 +91,11 @@ impl StackCounter {
         StackCounter {
             name,
             depth: if depth > MAX_DEPTH { MAX_DEPTH } else { depth },
-            seen: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(Seen {
+                unloads: 0,
+                stacks: BTreeMap::new(),
+                recorded: Vec::new(),
+            }),
         }
     }
 
@@ -108,12 +139,18 @@ impl StackCounter {
         let mut ips = [0usize; IPS];
         // The fast walker (cached unwind rules) where it can; else the
         // system unwinder. Both report the same return addresses.
-        let n = match crate::unwind::walk(marker, &mut ips[..want]) {
+        let unloads = crate::unwind::unloads();
+        let n = match crate::unwind::walk(marker, unloads, &mut ips[..want]) {
             Some(n) => n,
             None => {
                 let mut n = 0;
                 let mut found = false;
                 backtrace::trace(|frame| {
+                    if frame.ip().is_null() {
+                        // Past the outermost frame (libgcc reports one
+                        // more, at 0): the fast walker stops before it.
+                        return false;
+                    }
                     if found {
                         ips[n] = frame.ip() as usize;
                         n += 1;
@@ -130,19 +167,28 @@ impl StackCounter {
         };
         let key = &ips[..n];
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = seen.get(key) {
+        if let Some(u) = unloads
+            && u > seen.unloads
+        {
+            seen.stacks.clear();
+            seen.unloads = u;
+        }
+        if let Some(e) = seen.stacks.get(key) {
             let e = *e;
             drop(seen);
             e.add(1);
             return;
         }
-        if seen.len() >= MAX_STACKS {
+        if seen.stacks.len() >= MAX_STACKS {
             return;
         }
         // A new stack: walk it again, keeping whole frames to symbolize.
         let mut frames: Vec<backtrace::Frame> = Vec::with_capacity(want);
         let mut found = false;
         backtrace::trace(|frame| {
+            if frame.ip().is_null() {
+                return false;
+            }
             if found {
                 frames.push(frame.clone());
                 return frames.len() < want;
@@ -151,7 +197,17 @@ impl StackCounter {
             true
         });
         let entry = self.entry_for(&frames, skip);
-        seen.insert(key.into(), entry);
+        let entry = if std::ptr::eq(entry, &DROP)
+            || seen.recorded.iter().any(|e| std::ptr::eq(*e, entry))
+        {
+            entry
+        } else if seen.recorded.len() < MAX_STACKS {
+            seen.recorded.push(entry);
+            entry
+        } else {
+            &DROP // a new stack once MAX_STACKS were counted
+        };
+        seen.stacks.insert(key.into(), entry);
         drop(seen);
         entry.add(1);
     }
@@ -161,25 +217,30 @@ impl StackCounter {
         let mut lines: Vec<String> = Vec::new();
         let mut leading = true;
         'frames: for frame in frames {
-            // The physical function's first line: resolve its start address
-            // and take the outermost symbol there.
+            let ret = frame.ip() as usize;
             let mut start: Option<(u32, Option<PathBuf>)> = None;
-            // `resolve` looks up the address minus one (it expects return
-            // addresses), so add one to land on the first instruction.
-            let first = (frame.symbol_address() as usize).wrapping_add(1);
-            backtrace::resolve(first as *mut std::ffi::c_void, |s| {
-                start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
-            });
             let mut syms: Vec<(String, Option<u32>, Option<PathBuf>)> = Vec::new();
-            backtrace::resolve_frame(frame, |sym| {
-                let func = sym
-                    .name()
-                    .map(|n| clean(&format!("{n:#}")))
-                    .unwrap_or_else(|| "?".into());
-                syms.push((func, sym.lineno(), sym.filename().map(PathBuf::from)));
-            });
+            if crate::unwind::backtrace_knows(ret) {
+                // The physical function's first line: resolve its start
+                // address and take the outermost symbol there. `resolve`
+                // looks up the address minus one (it expects return
+                // addresses), so add one to land on the first instruction.
+                let first = (frame.symbol_address() as usize).wrapping_add(1);
+                backtrace::resolve(first as *mut std::ffi::c_void, |s| {
+                    start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
+                });
+                backtrace::resolve_frame(frame, |sym| {
+                    let func = sym
+                        .name()
+                        .map(|n| clean(&format!("{n:#}")))
+                        .unwrap_or_else(|| "?".into());
+                    syms.push((func, sym.lineno(), sym.filename().map(PathBuf::from)));
+                });
+            }
             if syms.is_empty() {
-                syms.push(("?".into(), None, None));
+                let func =
+                    crate::unwind::loader_symbol(ret).map_or_else(|| "?".into(), |n| clean(&n));
+                syms.push((func, None, None));
             }
             let last = syms.len() - 1;
             for (i, (func, line, file)) in syms.into_iter().enumerate() {

@@ -1,23 +1,69 @@
-//! A fast stack walker for stack counters (Linux, x86-64).
+//! A fast stack walker for stack counters (Linux on x86-64, with glibc or
+//! musl), and which frames the `backtrace` crate can name.
 //!
 //! The system unwinder (libgcc's `_Unwind_Backtrace`) looks up each frame's
 //! unwind table entry and interprets its call-frame program every time:
 //! about 2,000 instructions a frame, most of a stack counter's cost. This
 //! walker reads the same tables (`.eh_frame`, through `.eh_frame_hdr`,
-//! parsed with `gimli`) once per code address and caches the resulting rule
-//! — where the caller's frame, return address and frame pointer are — so a
-//! stack seen before costs a table lookup and two stack reads per frame.
+//! parsed with `gimli`) once per code address and caches, per thread, the
+//! resulting rule (where the caller's frame, return address and frame
+//! pointer are), so a stack seen before costs a hash lookup and one or two
+//! stack reads per frame, plus one question to the dynamic loader per walk.
 //!
-//! It handles the rules compilers emit for ordinary code (frame address =
-//! stack or frame pointer + offset; return address and frame pointer saved
-//! at an offset). Anything else (a DWARF expression, code without unwind
-//! tables, a library loaded after the first walk) makes it give up, and the
-//! caller uses the system unwinder instead. Every stack read is checked to
-//! lie in the current thread's stack, above the walker's own frame.
+//! Loaded code changes: a library closed with `dlclose` leaves its address
+//! range to other code, or to nothing. So a rule is computed from an
+//! object's tables only while the loader cannot unload that object (inside
+//! a `dl_iterate_phdr` callback, see `sys::unwind`), never through a saved
+//! reference; and each walk is given the loader's count of unloaded objects
+//! ([`unloads`]): when it changed, the thread's cached rules are dropped,
+//! since a rule for an address in an unloaded object could be applied to
+//! the code there now. Loading alone invalidates nothing: a cached rule
+//! belongs to an object still loaded, and "no object here" is never cached.
 //!
-//! On other platforms [`walk`] always gives up.
+//! The walk succeeds only when it has as many frames as asked or reaches
+//! the outermost frame: one whose return address rule is "undefined"
+//! (glibc's `_start` and thread start mark theirs so) or whose return
+//! address is 0. Anything else it cannot handle makes it give up (`None`)
+//! rather than cut the stack short, and the caller uses the system unwinder
+//! instead: an address in no loaded object (generated code), code without
+//! unwind tables, a rule other than the ones compilers emit for ordinary
+//! code (frame address = stack or frame pointer + offset; return address
+//! and frame pointer saved at an offset, or the frame pointer unchanged), a
+//! signal frame, a stack read outside the current thread's stack or below
+//! the walker's own frame, a frame that does not move up the stack.
+//!
+//! On other platforms [`walk`] always gives up, [`unloads`] is `None`, and
+//! [`backtrace_knows`] every address.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+/// The platforms with the fast walker and the loader queries.
+macro_rules! fast {
+    ($($item:item)*) => {
+        $(
+            #[cfg(all(
+                target_os = "linux",
+                target_arch = "x86_64",
+                any(target_env = "gnu", target_env = "musl")
+            ))]
+            $item
+        )*
+    };
+}
+
+/// The other platforms.
+macro_rules! slow {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(all(
+                target_os = "linux",
+                target_arch = "x86_64",
+                any(target_env = "gnu", target_env = "musl")
+            )))]
+            $item
+        )*
+    };
+}
+
+fast! {
 mod imp {
     use crate::sys::unwind as sys;
     use gimli::{
@@ -44,6 +90,18 @@ mod imp {
         func_start: u64,
     }
 
+    /// What the unwind tables say of a code address.
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// An ordinary frame: how to reach the caller's.
+        Frame(Rule),
+        /// The outermost frame: the return address is undefined.
+        End,
+        /// Something this walker does not handle: no unwind tables or no
+        /// entry for the address, an unusual rule, a signal frame.
+        Cannot,
+    }
+
     /// Most rules cached per thread before the cache is emptied.
     const MAX_RULES: usize = 4096;
 
@@ -65,9 +123,31 @@ mod imp {
         }
     }
 
+    /// A thread's rules, valid while the loader's unload count is `unloads`.
+    #[derive(Default)]
+    struct Rules {
+        unloads: u64,
+        steps: HashMap<u64, Step, BuildHasherDefault<AddrHasher>>,
+    }
+
+    impl Rules {
+        /// The step for the code at `ip`; `None` if no loaded object has a
+        /// segment there (not cached: an object may be loaded there later).
+        fn step(&mut self, ip: u64) -> Option<Step> {
+            if let Some(s) = self.steps.get(&ip) {
+                return Some(*s);
+            }
+            let s = compute(ip)?;
+            if self.steps.len() >= MAX_RULES {
+                self.steps.clear();
+            }
+            self.steps.insert(ip, s);
+            Some(s)
+        }
+    }
+
     thread_local! {
-        static RULES: RefCell<HashMap<u64, Option<Rule>, BuildHasherDefault<AddrHasher>>> =
-            RefCell::new(HashMap::default());
+        static RULES: RefCell<Rules> = RefCell::new(Rules::default());
     }
 
     /// The address of `.eh_frame`, read from `.eh_frame_hdr`.
@@ -80,24 +160,40 @@ mod imp {
         }
     }
 
-    fn compute(ip: u64) -> Option<Rule> {
-        let m = sys::modules().iter().find(|m| m.text.contains(&ip))?;
+    /// The step for the code at `ip`, read from the tables of the object
+    /// that has code there, while the loader cannot unload it.
+    fn compute(ip: u64) -> Option<Step> {
+        let step = sys::with_tables_at(ip, |t| from_tables(t, ip))?;
+        Some(step.flatten().unwrap_or(Step::Cannot))
+    }
+
+    /// `None`: the tables have nothing usable for `ip`.
+    fn from_tables(t: &sys::Tables<'_>, ip: u64) -> Option<Step> {
         let bases = BaseAddresses::default()
-            .set_eh_frame_hdr(m.eh_frame_hdr.0)
-            .set_eh_frame(m.eh_frame.0)
-            .set_text(m.text.start);
-        let hdr = EhFrameHdr::new(m.eh_frame_hdr.1, LittleEndian)
+            .set_eh_frame_hdr(t.eh_frame_hdr.0)
+            .set_eh_frame(t.eh_frame.0)
+            .set_text(t.text);
+        let hdr = EhFrameHdr::new(t.eh_frame_hdr.1, LittleEndian)
             .parse(&bases, 8)
             .ok()?;
         let table = hdr.table()?;
-        let eh = EhFrame::new(m.eh_frame.1, LittleEndian);
+        let eh = EhFrame::new(t.eh_frame.1, LittleEndian);
         let fde = table
             .fde_for_address(&eh, &bases, ip, EhFrame::cie_from_offset)
             .ok()?;
+        if fde.is_signal_trampoline() || fde.cie().return_address_register() != X86_64::RA {
+            return None;
+        }
         let mut ctx = Box::new(UnwindContext::new());
         let row = fde
             .unwind_info_for_address(&eh, &bases, &mut ctx, ip)
             .ok()?;
+        let ra_off = match row.register(X86_64::RA) {
+            Some(RegisterRule::Offset(o)) => o,
+            // No caller, whatever the frame address.
+            Some(RegisterRule::Undefined) => return Some(Step::End),
+            _ => return None,
+        };
         let (cfa_from_bp, cfa_off) = match *row.cfa() {
             CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RSP => {
                 (false, offset)
@@ -107,63 +203,67 @@ mod imp {
             }
             _ => return None,
         };
-        let ra_off = match row.register(X86_64::RA) {
-            Some(RegisterRule::Offset(o)) => o,
-            _ => return None, // undefined: the outermost frame
-        };
         // RBP is callee-saved: its default rule is "same value".
         let bp_off = match row.register(X86_64::RBP) {
             None | Some(RegisterRule::SameValue) => None,
             Some(RegisterRule::Offset(o)) => Some(o),
             _ => return None,
         };
-        Some(Rule {
+        Some(Step::Frame(Rule {
             cfa_from_bp,
             cfa_off,
             ra_off,
             bp_off,
             func_start: fde.initial_address(),
-        })
+        }))
     }
 
-    fn rule_for(ip: u64) -> Option<Rule> {
-        RULES.with(|rules| {
-            if let Some(r) = rules.borrow().get(&ip) {
-                return *r;
-            }
-            let r = compute(ip);
-            let mut rules = rules.borrow_mut();
-            if rules.len() >= MAX_RULES {
-                rules.clear();
-            }
-            rules.insert(ip, r);
-            r
-        })
+    pub(crate) fn unloads() -> Option<u64> {
+        sys::unloads()
     }
 
     #[inline(never)]
-    pub(crate) fn walk(marker: u64, out: &mut [usize]) -> Option<usize> {
+    pub(crate) fn walk(marker: u64, unloads: u64, out: &mut [usize]) -> Option<usize> {
         if out.is_empty() {
             return Some(0);
         }
+        // This function's own registers: it must not be inlined, and they
+        // must be read here, not in a closure.
         let (ip, sp, bp) = sys::registers();
+        RULES.with(|rules| {
+            // Taken already: a walk inside a walk (a signal handler); let
+            // the system unwinder do it.
+            let mut rules = rules.try_borrow_mut().ok()?;
+            if rules.unloads != unloads {
+                rules.steps.clear();
+                rules.unloads = unloads;
+            }
+            walk_from(&mut rules, marker, (ip, sp, bp), out)
+        })
+    }
+
+    fn walk_from(
+        rules: &mut Rules,
+        marker: u64,
+        (ip, sp, bp): (u64, u64, u64),
+        out: &mut [usize],
+    ) -> Option<usize> {
         let floor = sp;
         let (mut sp, mut bp) = (sp, bp);
-        // The first frame is this function itself, at an exact address;
-        // callers are looked up just before their return address.
+        // The first frame is `walk` itself, at an exact address; callers
+        // are looked up just before their return address.
         let mut lookup = ip;
         let mut found = false;
         let mut n = 0;
         for _ in 0..out.len() + 64 {
-            let Some(rule) = rule_for(lookup) else {
-                // No unwind rule: the stack ends here (after the marker),
-                // or this walker cannot handle it (before).
-                return found.then_some(n);
+            let rule = match rules.step(lookup)? {
+                Step::Frame(rule) => rule,
+                // The true end of the stack: complete if the marker was met.
+                Step::End => return found.then_some(n),
+                Step::Cannot => return None,
             };
             let cfa = if rule.cfa_from_bp { bp } else { sp }.checked_add_signed(rule.cfa_off)?;
-            let Some(ra) = sys::read_stack(cfa.checked_add_signed(rule.ra_off)?, floor) else {
-                return found.then_some(n);
-            };
+            let ra = sys::read_stack(cfa.checked_add_signed(rule.ra_off)?, floor)?;
             if let Some(off) = rule.bp_off {
                 bp = sys::read_stack(cfa.checked_add_signed(off)?, floor)?;
             }
@@ -173,6 +273,7 @@ mod imp {
             sp = cfa;
             found |= rule.func_start == marker;
             if ra == 0 {
+                // The end of the stack, as libgcc's unwinder takes it.
                 return found.then_some(n);
             }
             if found {
@@ -186,45 +287,139 @@ mod imp {
         }
         None
     }
+
+    /// Load addresses and names of the objects `backtrace` surely lists.
+    fn trusted() -> &'static [(u64, Vec<u8>)] {
+        static TRUSTED: std::sync::OnceLock<Vec<(u64, Vec<u8>)>> = std::sync::OnceLock::new();
+        TRUSTED.get_or_init(|| {
+            let (unloads, all) = sys::loaded_objects();
+            let own = sys::object_at(trusted as fn() -> &'static [(u64, Vec<u8>)] as usize as u64);
+            all.into_iter()
+                .filter(|o| unloads == Some(0) || o.main || Some(o) == own.as_ref())
+                .map(|o| (o.base, o.name))
+                .collect()
+        })
+    }
+
+    pub(crate) fn backtrace_knows(ret: usize) -> bool {
+        let Some(o) = sys::object_at((ret as u64).wrapping_sub(1)) else {
+            return false;
+        };
+        o.main || trusted().iter().any(|(base, name)| *base == o.base && *name == o.name)
+    }
+
+    pub(crate) fn loader_symbol(ret: usize) -> Option<String> {
+        let bytes = sys::dynamic_symbol((ret as u64).wrapping_sub(1))?;
+        Some(format!("{:#}", backtrace::SymbolName::new(&bytes)))
+    }
+
+    /// Makes every rule cached by this thread say "cannot".
+    #[cfg(test)]
+    pub(crate) fn spoil_cached_rules() {
+        RULES.with(|r| {
+            for s in r.borrow_mut().steps.values_mut() {
+                *s = Step::Cannot;
+            }
+        });
+    }
 }
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) use imp::eh_frame_address;
+use imp as plat;
+}
 
-/// Writes into `out` the return addresses of the frames below the frame of
-/// the function that starts at `marker` (the same addresses the system
-/// unwinder reports, in the same order); returns how many, or `None` if
-/// this walker cannot walk this stack.
-#[inline(never)]
-pub(crate) fn walk(marker: usize, out: &mut [usize]) -> Option<usize> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    {
-        imp::walk(marker as u64, out)
+slow! {
+mod plat {
+    pub(crate) fn unloads() -> Option<u64> {
+        None
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    {
-        let _ = (marker, out);
+    pub(crate) fn walk(_marker: u64, _unloads: u64, _out: &mut [usize]) -> Option<usize> {
+        None
+    }
+    pub(crate) fn backtrace_knows(_ret: usize) -> bool {
+        true
+    }
+    pub(crate) fn loader_symbol(_ret: usize) -> Option<String> {
         None
     }
 }
+}
 
-#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+/// How many objects the dynamic loader has unloaded so far in this
+/// process; `None` where it cannot be known. Costs one call into the
+/// loader (about 10 ns; it takes the loader's lock).
+pub(crate) fn unloads() -> Option<u64> {
+    plat::unloads()
+}
+
+/// Writes into `out` the return addresses of the frames below the frame of
+/// the function that starts at `marker` (the same addresses the system
+/// unwinder reports, in the same order, less the 0 that libgcc's reports
+/// past the outermost frame), stopping when `out` is full or at the
+/// outermost frame; returns how many. `None` if the marker is not on
+/// the stack or this walker cannot walk the stack that far (the caller
+/// should then use the system unwinder). `unloads` is what [`unloads`]
+/// returned just before: without it the walker cannot know whether its
+/// cached rules still hold, and gives up.
+#[inline(never)]
+pub(crate) fn walk(marker: usize, unloads: Option<u64>, out: &mut [usize]) -> Option<usize> {
+    plat::walk(marker as u64, unloads?, out)
+}
+
+/// Whether the `backtrace` crate names the code at return address `ret`
+/// correctly.
+///
+/// It lists the loaded objects once, the first time it symbolizes, and
+/// never again (rust-lang/backtrace-rs#238): it cannot name code in an
+/// object loaded later, and it names an address in an object unloaded
+/// since from that object's file, though other code may be there now. So
+/// it is trusted with an address only when the object there now was surely
+/// in its list and has stayed loaded: the main program; the object holding
+/// this crate (and so `backtrace`'s list); and, if no object had been
+/// unloaded when this was first asked, every object loaded then
+/// (identified by load address and name: an object of the same name loaded
+/// again at the same address is taken to be the same). Never where no
+/// object has code. Everywhere on platforms without the loader queries.
+pub(crate) fn backtrace_knows(ret: usize) -> bool {
+    plat::backtrace_knows(ret)
+}
+
+/// The loader's name (demangled) for the exported function whose code
+/// holds return address `ret`: how frames that [`backtrace_knows`] not are
+/// named. `None` where there is none (and on platforms without the loader
+/// queries).
+pub(crate) fn loader_symbol(ret: usize) -> Option<String> {
+    plat::loader_symbol(ret)
+}
+
+fast! {
+#[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_env = "gnu")]
+    use std::cell::Cell;
 
     #[inline(never)]
-    fn marker_fn(out: &mut [usize]) -> Option<usize> {
-        let n = walk(marker_fn as fn(&mut [usize]) -> Option<usize> as usize, out);
+    fn marker_fn(u: Option<u64>, out: &mut [usize]) -> Option<usize> {
+        let n = walk(
+            marker_fn as fn(Option<u64>, &mut [usize]) -> Option<usize> as usize,
+            u,
+            out,
+        );
         std::hint::black_box(n)
     }
 
     #[inline(never)]
-    fn level(d: u32, out: &mut [usize]) -> Option<usize> {
+    fn level_u(d: u32, u: Option<u64>, out: &mut [usize]) -> Option<usize> {
         if d == 0 {
-            marker_fn(out)
+            marker_fn(u, out)
         } else {
-            std::hint::black_box(level(d - 1, out))
+            std::hint::black_box(level_u(d - 1, u, out))
         }
+    }
+
+    fn level(d: u32, out: &mut [usize]) -> Option<usize> {
+        level_u(d, unloads(), out)
     }
 
     /// The system unwinder's return addresses below `marker_fn`.
@@ -285,21 +480,26 @@ mod tests {
         };
         // The first few frames are the `level` recursion in both.
         for i in 0..4 {
-            assert!(name(fast[i]).ends_with("level"), "{}", name(fast[i]));
+            assert!(name(fast[i]).ends_with("level_u"), "{}", name(fast[i]));
             assert!(name(sys[i]).ends_with("system_level"), "{}", name(sys[i]));
         }
     }
 
-    /// Both walkers from the same frame: the same return addresses.
+    /// Both walkers from the same frame: the fast walker's return addresses
+    /// and up to `cap` of the system unwinder's.
     #[inline(never)]
-    fn both(fast: &mut [usize], system: &mut Vec<usize>) -> usize {
-        let marker = both as fn(&mut [usize], &mut Vec<usize>) -> usize as usize;
-        let n = walk(marker, fast).expect("fast walk");
+    fn both(fast: &mut [usize], system: &mut Vec<usize>, cap: usize) -> usize {
+        let marker = both as fn(&mut [usize], &mut Vec<usize>, usize) -> usize as usize;
+        let n = walk(marker, unloads(), fast).expect("fast walk");
         let mut found = false;
         backtrace::trace(|f| {
+            if f.ip().is_null() {
+                // libgcc's last frame, past the outermost: not a frame.
+                return false;
+            }
             if found {
                 system.push(f.ip() as usize);
-                return system.len() < n;
+                return system.len() < cap;
             }
             found = f.symbol_address() as usize == marker;
             true
@@ -308,11 +508,11 @@ mod tests {
     }
 
     #[inline(never)]
-    fn both_at(d: u32, fast: &mut [usize], system: &mut Vec<usize>) -> usize {
+    fn both_at(d: u32, fast: &mut [usize], system: &mut Vec<usize>, cap: usize) -> usize {
         if d == 0 {
-            both(fast, system)
+            both(fast, system, cap)
         } else {
-            std::hint::black_box(both_at(d - 1, fast, system))
+            std::hint::black_box(both_at(d - 1, fast, system, cap))
         }
     }
 
@@ -321,7 +521,7 @@ mod tests {
         for depth in [0, 1, 5, 20] {
             let mut fast = [0usize; 16];
             let mut system = Vec::new();
-            let n = both_at(depth, &mut fast, &mut system);
+            let n = both_at(depth, &mut fast, &mut system, 16);
             assert!(n > 0);
             assert_eq!(&fast[..n], &system[..], "depth {depth}");
         }
@@ -329,7 +529,23 @@ mod tests {
         std::thread::spawn(|| {
             let mut fast = [0usize; 16];
             let mut system = Vec::new();
-            let n = both_at(3, &mut fast, &mut system);
+            let n = both_at(3, &mut fast, &mut system, 16);
+            assert_eq!(&fast[..n], &system[..]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_whole_thread_stack_ends_at_the_outermost_frame() {
+        // A new thread's stack is short: asked for more frames than it has,
+        // the walker stops where the system unwinder stops (the thread
+        // start's return address is undefined), with the same addresses.
+        std::thread::spawn(|| {
+            let mut fast = [0usize; 200];
+            let mut system = Vec::new();
+            let n = both_at(2, &mut fast, &mut system, 1000);
+            assert!(n < fast.len(), "{n}");
             assert_eq!(&fast[..n], &system[..]);
         })
         .join()
@@ -339,6 +555,98 @@ mod tests {
     #[test]
     fn a_marker_not_on_the_stack_finds_nothing() {
         let mut out = [0usize; 4];
-        assert_eq!(walk(1, &mut out), None);
+        assert_eq!(walk(1, unloads(), &mut out), None);
     }
+
+    #[test]
+    fn no_unload_count_no_walk() {
+        let mut out = [0usize; 4];
+        assert_eq!(level_u(2, None, &mut out), None);
+        assert_eq!(level_u(2, unloads(), &mut out), Some(4));
+    }
+
+    #[test]
+    fn cached_rules_are_dropped_when_the_unload_count_changes() {
+        let u = unloads().unwrap();
+        let mut out = [0usize; 4];
+        assert_eq!(level_u(2, Some(u), &mut out), Some(4));
+        // Every cached rule now says "cannot": a walk that uses them fails.
+        imp::spoil_cached_rules();
+        assert_eq!(level_u(2, Some(u), &mut out), None, "the cache is used");
+        // Another count: the cache is dropped and the rules read again.
+        assert_eq!(level_u(2, Some(u + 1), &mut out), Some(4));
+        assert_eq!(level_u(2, Some(u), &mut out), Some(4));
+    }
+
+    /// Builds `lib_call(f)` (calls `f`, then returns) into a shared library
+    /// with `flags`; `None` (after saying so) without a C compiler.
+    #[cfg(target_env = "gnu")]
+    fn c_library(dir: &std::path::Path, name: &str, flags: &[&str]) -> Option<std::path::PathBuf> {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(
+            &src,
+            "int lib_call(void (*f)(void)) { volatile int x = 1; f(); return x; }\n",
+        )
+        .unwrap();
+        let so = dir.join(format!("{name}.so"));
+        let out = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1"])
+            .args(flags)
+            .arg("-o")
+            .arg(&so)
+            .arg(&src)
+            .output();
+        match out {
+            Ok(out) => {
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                Some(so)
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no C compiler (`cc`: {e})");
+                None
+            }
+        }
+    }
+
+    #[cfg(target_env = "gnu")]
+    thread_local! {
+        static FROM_C: Cell<(Option<usize>, [usize; 8])> = const { Cell::new((None, [0; 8])) };
+    }
+
+    #[cfg(target_env = "gnu")]
+    extern "C" fn walk_from_c() {
+        let mut out = [0usize; 8];
+        let n = marker_fn(unloads(), &mut out);
+        FROM_C.with(|c| c.set((n, out)));
+    }
+
+    // (glibc: a static musl program cannot load a library.)
+    #[cfg(target_env = "gnu")]
+    #[test]
+    fn a_frame_without_unwind_tables_gives_up_instead_of_stopping() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(without) = c_library(
+            dir.path(),
+            "without_tables",
+            &["-fno-asynchronous-unwind-tables", "-fno-unwind-tables"],
+        ) else {
+            return;
+        };
+        let with = c_library(dir.path(), "with_tables", &["-funwind-tables"]).unwrap();
+        // Walk from a callback of C code that has no unwind tables: the
+        // walker must not return the frames it got so far (the callback's
+        // alone) as if the stack ended there.
+        crate::sys::unwind::testlib::call(&without, "lib_call", walk_from_c);
+        let (n, _) = FROM_C.with(Cell::get);
+        assert_eq!(n, None);
+        // The same code with unwind tables: walked through.
+        crate::sys::unwind::testlib::call(&with, "lib_call", walk_from_c);
+        let (n, out) = FROM_C.with(Cell::get);
+        assert_eq!(n, Some(8));
+        let lib = crate::sys::unwind::object_at(out[1] as u64 - 1).unwrap();
+        assert!(lib.name.ends_with(b"with_tables.so"), "{lib:?}");
+        assert_eq!(loader_symbol(out[1]).as_deref(), Some("lib_call"));
+        assert!(backtrace_knows(out[0]), "the callback is in the test binary");
+    }
+}
 }

@@ -14,9 +14,12 @@
 //!   (Linux's `CLOCK_REALTIME_COARSE`, read from the vDSO without a system
 //!   call, a few nanoseconds) and an absolute wall-clock sleep, which the
 //!   engine uses to follow the weeks.
-//! * `unwind` (Linux, x86-64): what the fast stack walker (`crate::unwind`)
-//!   cannot do safely: find the loaded code's unwind tables, read the
-//!   current registers, and read the current thread's stack within bounds.
+//! * `unwind` (Linux, x86-64, glibc or musl): what the fast stack walker
+//!   (`crate::unwind`) cannot do safely: ask the dynamic loader about the
+//!   loaded objects (unwind tables, read only while the loader cannot
+//!   unload the object; how many objects were unloaded; exported symbol
+//!   names), read the current registers, and read the current thread's
+//!   stack within bounds.
 //!
 //! Why mappings are never unmapped: a counter caches a reference to its slot
 //! in the file, and the increment path is a single atomic add through it.
@@ -39,7 +42,11 @@
 //! broken). A fault anywhere else is handed to the handler that was there
 //! before.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(
+    target_os = "linux",
+    target_arch = "x86_64",
+    any(target_env = "gnu", target_env = "musl")
+))]
 pub(crate) mod unwind;
 
 use std::fs::File;
