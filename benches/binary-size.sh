@@ -1,38 +1,131 @@
 #!/usr/bin/env bash
-# Release binary size of a hello world with and without clearcount (counter
-# engine only, the default features), built in a scratch crate next to the
-# target directory. Usage: bash benches/binary-size.sh
+# Stripped release binary sizes of two small programs, each built without
+# clearcount, with the counting engine only (no features), and with the
+# uploader and the kit (`features = ["kit"]`, what the README's steps use):
+#
+#   hello  prints a line (and, with clearcount, starts telemetry and counts)
+#   tool   a small clap tool with two subcommands
+#
+# Built in scratch crates under target/binary-size, with cargo's release
+# profile plus `strip = true`. Usage: bash benches/binary-size.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/target/binary-size"
 rm -rf "$work"
-mkdir -p "$work/src/bin"
-cat > "$work/Cargo.toml" <<TOML
+mkdir -p "$work"
+
+# crate NAME DEPENDENCY-LINES MAIN.RS
+crate() {
+    mkdir -p "$work/$1/src"
+    cat > "$work/$1/Cargo.toml" <<TOML
 [package]
-name = "binary-size"
+name = "$1"
 version = "0.1.0"
 edition = "2024"
 publish = false
 
 [dependencies]
-clearcount = { path = "$root" }
+$2
+
+[profile.release]
+strip = true
+
+[workspace]
 TOML
-cat > "$work/src/bin/plain.rs" <<'RS'
-fn main() {
-    println!("hello");
+    printf '%s\n' "$3" > "$work/$1/src/main.rs"
 }
-RS
-cat > "$work/src/bin/counted.rs" <<'RS'
-use clearcount::{Counter, Telemetry};
+
+hello_plain='fn main() { println!("hello"); }'
+hello_counted='use clearcount::{Counter, Telemetry};
 static HELLO: Counter = Counter::new("hello/command:hello");
 fn main() {
     Telemetry::new("hello", "hello", "1.0").start();
     HELLO.inc();
     clearcount::counter::inc("hello/by-name");
     println!("hello");
+}'
+hello_kit='use clearcount::{Counter, Telemetry, upload::UploadSettings};
+static HELLO: Counter = Counter::new("hello/command:hello");
+fn main() {
+    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key");
+    Telemetry::new("hello", "hello", "1.0").upload(s).start();
+    clearcount::kit::panic::install(16);
+    HELLO.inc();
+    println!("hello");
+}'
+tool_plain='use clap::{Parser, Subcommand};
+#[derive(Parser)]
+struct Cli { #[arg(long)] verbose: bool, #[command(subcommand)] command: Command }
+#[derive(Subcommand)]
+enum Command { Build { #[arg(long)] release: bool }, Run { args: Vec<String> } }
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build { release } => println!("build {release} {}", cli.verbose),
+        Command::Run { args } => println!("run {args:?}"),
+    }
+}'
+tool_counted='use clap::{Parser, Subcommand};
+use clearcount::{Counter, Telemetry};
+static BUILDS: Counter = Counter::new("tool/command:build");
+#[derive(Parser)]
+struct Cli { #[arg(long)] verbose: bool, #[command(subcommand)] command: Command }
+#[derive(Subcommand)]
+enum Command { Build { #[arg(long)] release: bool }, Run { args: Vec<String> } }
+fn main() {
+    Telemetry::new("tool", "tool", "1.0").start();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build { release } => { BUILDS.inc(); println!("build {release} {}", cli.verbose) }
+        Command::Run { args } => { clearcount::counter::inc("tool/command:run"); println!("run {args:?}") }
+    }
+}'
+tool_kit='use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clearcount::{Telemetry, upload::UploadSettings};
+#[derive(Parser)]
+struct Cli { #[arg(long)] verbose: bool, #[command(subcommand)] command: Command }
+#[derive(Subcommand)]
+enum Command {
+    Build { #[arg(long)] release: bool },
+    Run { args: Vec<String> },
+    #[command(subcommand)]
+    Telemetry(clearcount::kit::subcommand::TelemetryCommand),
 }
-RS
-(cd "$work" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet)
-plain=$(stat -c %s "$work/target/release/plain")
-counted=$(stat -c %s "$work/target/release/counted")
-echo "hello world, release (cargo defaults): without clearcount ${plain} bytes, with ${counted} bytes (+$((counted - plain)))"
+fn main() {
+    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key");
+    Telemetry::new("tool", "tool", "1.0").upload(s).start();
+    clearcount::kit::panic::install(16);
+    let matches = Cli::command().get_matches();
+    clearcount::kit::flags::count_matches("tool", &Cli::command(), &matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap();
+    match cli.command {
+        Command::Build { release } => println!("build {release} {}", cli.verbose),
+        Command::Run { args } => println!("run {args:?}"),
+        Command::Telemetry(t) => clearcount::kit::subcommand::run("tool", t).unwrap(),
+    }
+}'
+
+clap_dep='clap = { version = "4", features = ["derive"] }'
+engine_dep="clearcount = { path = \"$root\" }"
+kit_dep="clearcount = { path = \"$root\", features = [\"kit\"] }"
+
+crate hello-plain "" "$hello_plain"
+crate hello-engine "$engine_dep" "$hello_counted"
+crate hello-kit "$kit_dep" "$hello_kit"
+crate tool-plain "$clap_dep" "$tool_plain"
+crate tool-engine "$clap_dep
+$engine_dep" "$tool_counted"
+crate tool-kit "$clap_dep
+$kit_dep" "$tool_kit"
+
+size() {
+    (cd "$work/$1" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet)
+    stat -c %s "$work/target/release/$1"
+}
+for p in hello tool; do
+    plain=$(size "$p-plain")
+    engine=$(size "$p-engine")
+    kit=$(size "$p-kit")
+    printf '%-6s stripped: without clearcount %9d bytes; engine only %9d (+%d); with kit %9d (+%d)\n' \
+        "$p" "$plain" "$engine" $((engine - plain)) "$kit" $((kit - plain))
+done

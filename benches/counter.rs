@@ -159,15 +159,16 @@ fn fill_week_file(dir: &std::path::Path) {
         .unwrap()
         .unwrap()
         .path();
-    let parsed = clearcount::format::read_file(&file).unwrap();
+    let parsed = clearcount::dump(&file).unwrap();
     let len = std::fs::metadata(&file).unwrap().len();
-    assert_eq!(len, clearcount::format::MAX_FILE as u64, "the file is full");
+    // The format's size limit, 2 MiB (counters-spec/file-format.md §2).
+    assert_eq!(len, 2 * 1024 * 1024, "the file is full");
     println!("full week file: {len} bytes, {} records", parsed.records);
 }
 
 fn disabled_benches(c: &mut Criterion) {
     let started = Telemetry::new("bench", "bench", "1.0").start();
-    assert_eq!(started.mode, clearcount::mode::Mode::Off);
+    assert_eq!(started.mode, clearcount::Mode::Off);
     let mut g = c.benchmark_group("counter");
     g.bench_function("inc_disabled", |b| b.iter(|| black_box(&OFF).inc()));
     g.finish();
@@ -266,9 +267,12 @@ fn main() {
     // The week file with the counters above, for the size figure; and a
     // check that what was measured really counted (an optimized build must
     // record stacks, not just walk them).
-    if let Some(f) = clearcount::telemetry::current_file() {
-        let bytes = std::fs::read(&f).unwrap();
-        let parsed = clearcount::format::parse(&bytes).unwrap();
+    if let Some(f) = clearcount::Telemetry::new("bench", "bench", "1.0")
+        .start()
+        .file
+    {
+        let len = std::fs::metadata(&f).unwrap().len();
+        let parsed = clearcount::dump(&f).unwrap();
         let stacks: u64 = parsed
             .stacks
             .iter()
@@ -282,7 +286,7 @@ fn main() {
         );
         println!(
             "week file: {} bytes, {} records ({})",
-            bytes.len(),
+            len,
             parsed.records,
             f.display()
         );

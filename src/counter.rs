@@ -29,20 +29,12 @@ fn lookup(name: &str) -> &'static Entry {
 }
 
 /// Adds one to the counter `name`.
-///
-/// ```
-/// clearcount::counter::inc("mytool/command:test");
-/// ```
 #[inline]
 pub fn inc(name: &str) {
     add(name, 1)
 }
 
 /// Adds `n` to the counter `name`.
-///
-/// ```
-/// clearcount::counter::add("mytool/tests-run", 40);
-/// ```
 #[inline]
 pub fn add(name: &str, n: u64) {
     if crate::telemetry::is_off() {
@@ -55,13 +47,6 @@ pub fn add(name: &str, n: u64) {
 }
 
 /// A counter with a fixed name, meant to be a `static`.
-///
-/// ```
-/// use clearcount::counter::Counter;
-/// static CACHE_HITS: Counter = Counter::new("mytool/cache:hit");
-/// CACHE_HITS.inc();
-/// assert_eq!(CACHE_HITS.name(), "mytool/cache:hit");
-/// ```
 pub struct Counter {
     name: &'static str,
     entry: AtomicRef<Entry>,
@@ -69,10 +54,6 @@ pub struct Counter {
 
 impl Counter {
     /// A counter named `name`. Nothing happens until it is first used.
-    ///
-    /// ```
-    /// static C: clearcount::counter::Counter = clearcount::counter::Counter::new("a/b");
-    /// ```
     pub const fn new(name: &'static str) -> Counter {
         Counter {
             name,
@@ -81,31 +62,17 @@ impl Counter {
     }
 
     /// The counter's name.
-    ///
-    /// ```
-    /// assert_eq!(clearcount::counter::Counter::new("x").name(), "x");
-    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// Adds one.
-    ///
-    /// ```
-    /// static C: clearcount::counter::Counter = clearcount::counter::Counter::new("a/inc");
-    /// C.inc();
-    /// ```
     #[inline(always)]
     pub fn inc(&self) {
         self.add(1)
     }
 
     /// Adds `n`.
-    ///
-    /// ```
-    /// static C: clearcount::counter::Counter = clearcount::counter::Counter::new("a/add");
-    /// C.add(3);
-    /// ```
     #[inline(always)]
     pub fn add(&self, n: u64) {
         match self.entry.load() {

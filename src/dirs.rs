@@ -15,12 +15,6 @@
 //! | `reports/` | local reports, full and filtered |
 //! | `upload/` | a copy of every report sent |
 //! | `corrupt/` | counter files set aside as corrupt |
-//!
-//! ```
-//! let dir = clearcount::dirs::telemetry_dir("mytool");
-//! // None only when no home directory can be found.
-//! if let Some(d) = dir { assert!(d.to_string_lossy().contains("mytool")); }
-//! ```
 
 use std::path::PathBuf;
 
@@ -29,19 +23,16 @@ pub const DIR_VAR: &str = "CLEARCOUNT_DIR";
 /// Counter files.
 pub const COUNTS: &str = "counts";
 /// Local reports.
+#[cfg(feature = "upload")]
 pub const REPORTS: &str = "reports";
 /// Copies of sent reports.
+#[cfg(feature = "upload")]
 pub const UPLOAD: &str = "upload";
 /// Corrupt files set aside.
 pub const CORRUPT: &str = "corrupt";
 
 /// Checks a namespace: 1 to 64 bytes of lower-case ASCII letters, digits,
 /// `-` and `_`, starting with a letter.
-///
-/// ```
-/// assert!(clearcount::dirs::check_namespace("my-tool").is_ok());
-/// assert!(clearcount::dirs::check_namespace("../etc").is_err());
-/// ```
 pub fn check_namespace(ns: &str) -> Result<(), String> {
     let ok = !ns.is_empty()
         && ns.len() <= 64
@@ -65,10 +56,6 @@ fn nonempty_env(var: &str) -> Option<PathBuf> {
 }
 
 /// The user's configuration directory, if one can be found.
-///
-/// ```
-/// let _ = clearcount::dirs::user_config_dir();
-/// ```
 pub fn user_config_dir() -> Option<PathBuf> {
     if cfg!(windows) {
         return nonempty_env("APPDATA");
@@ -83,12 +70,6 @@ pub fn user_config_dir() -> Option<PathBuf> {
 }
 
 /// The telemetry directory of a namespace (not created).
-///
-/// ```
-/// if let Some(dir) = clearcount::dirs::telemetry_dir("mytool") {
-///     println!("mytool's telemetry lives in {}", dir.display());
-/// }
-/// ```
 pub fn telemetry_dir(namespace: &str) -> Option<PathBuf> {
     if let Some(base) = nonempty_env(DIR_VAR) {
         return Some(base.join(namespace));

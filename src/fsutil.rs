@@ -7,11 +7,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 fn temp_path(path: &Path) -> PathBuf {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    path.with_file_name(format!(".{name}.{:016x}.tmp", h.finish()))
+    path.with_file_name(format!(".{name}.{:016x}.tmp", crate::random::u64()))
 }
 
 fn write_temp(path: &Path, data: &[u8]) -> io::Result<PathBuf> {

@@ -9,19 +9,13 @@
 //!
 //! 1. `DO_NOT_TRACK` set to anything but empty, `0` or `false`: off.
 //! 2. `<NAMESPACE>_TELEMETRY=off|local|on` (namespace upper-cased, `-` as
-//!    `_`); any other value is ignored.
+//!    `_`); any other value is ignored, with a one-line warning on stderr
+//!    (once per process).
 //! 3. The `mode` file in the telemetry directory: `on 2026-11-16`.
 //! 4. The toolchain's default (`local` unless it chose otherwise).
-//!
-//! ```
-//! use clearcount::mode::{Mode, env_var};
-//! assert_eq!(env_var("my-tool"), "MY_TOOL_TELEMETRY");
-//! assert_eq!("local".parse::<Mode>().unwrap(), Mode::Local);
-//! ```
 
 use chrono::NaiveDate;
 use std::fmt;
-use std::io;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -99,10 +93,6 @@ pub struct Effective {
 }
 
 /// The environment variable that overrides a namespace's mode.
-///
-/// ```
-/// assert_eq!(clearcount::mode::env_var("gopls"), "GOPLS_TELEMETRY");
-/// ```
 pub fn env_var(namespace: &str) -> String {
     format!(
         "{}_TELEMETRY",
@@ -111,10 +101,6 @@ pub fn env_var(namespace: &str) -> String {
 }
 
 /// True when `DO_NOT_TRACK` asks for no telemetry.
-///
-/// ```
-/// let _ = clearcount::mode::do_not_track();
-/// ```
 pub fn do_not_track() -> bool {
     match std::env::var("DO_NOT_TRACK") {
         Ok(v) => {
@@ -126,11 +112,6 @@ pub fn do_not_track() -> bool {
 }
 
 /// Reads the mode file: the mode and the date it was set.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// assert!(clearcount::mode::read_file(dir.path()).is_none());
-/// ```
 pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
     let text = crate::fsutil::read_small(&dir.join(MODE_FILE)).ok()?;
     let mut words = text.split_whitespace();
@@ -141,15 +122,8 @@ pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
 
 /// Writes the mode file (atomically), recording `today` as the date it was
 /// set. Setting `on` again keeps the earlier date.
-///
-/// ```
-/// use clearcount::mode::{Mode, read_file, write_file};
-/// let dir = tempfile::tempdir().unwrap();
-/// let day = "2026-11-16".parse().unwrap();
-/// write_file(dir.path(), Mode::On, day).unwrap();
-/// assert_eq!(read_file(dir.path()), Some((Mode::On, Some(day))));
-/// ```
-pub fn write_file(dir: &Path, mode: Mode, today: NaiveDate) -> io::Result<()> {
+#[cfg(feature = "kit")]
+pub fn write_file(dir: &Path, mode: Mode, today: NaiveDate) -> std::io::Result<()> {
     let date = match read_file(dir) {
         Some((old, Some(d))) if old == mode && mode == Mode::On => d,
         _ => today,
@@ -160,13 +134,12 @@ pub fn write_file(dir: &Path, mode: Mode, today: NaiveDate) -> io::Result<()> {
 
 /// The mode in force for a namespace whose directory is `dir` (which need
 /// not exist; nothing is created).
-///
-/// ```
-/// use clearcount::mode::{effective, Mode};
-/// let dir = tempfile::tempdir().unwrap();
-/// let e = effective("docs-example-ns", Some(dir.path()), Mode::Local);
-/// assert!(e.mode == Mode::Local || e.mode == Mode::Off); // Off if DO_NOT_TRACK is set
-/// ```
+/// Prints `warning` on stderr, the first time only.
+fn warn_once(warning: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("warning: {warning}"));
+}
+
 pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
     let from_file = dir.and_then(read_file);
     let on_since = match from_file {
@@ -180,14 +153,20 @@ pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effectiv
             on_since,
         };
     }
-    if let Ok(v) = std::env::var(env_var(namespace))
-        && let Ok(mode) = v.parse::<Mode>()
-    {
-        return Effective {
-            mode,
-            source: Source::Env,
-            on_since,
-        };
+    if let Ok(v) = std::env::var(env_var(namespace)) {
+        match v.parse::<Mode>() {
+            Ok(mode) => {
+                return Effective {
+                    mode,
+                    source: Source::Env,
+                    on_since,
+                };
+            }
+            Err(_) => warn_once(&format!(
+                "{namespace}: {}={v:?} is not off, local or on; ignored",
+                env_var(namespace)
+            )),
+        }
     }
     match from_file {
         Some((mode, _)) => Effective {

@@ -24,7 +24,7 @@
 //! value.
 //!
 //! ```
-//! use clearcount::stack::StackCounter;
+//! use clearcount::StackCounter;
 //! static SLOW_PATH: StackCounter = StackCounter::new("mytool/slow-path", 8);
 //! fn rarely() { SLOW_PATH.inc(); }
 //! rarely();
@@ -82,11 +82,7 @@ impl std::fmt::Debug for StackCounter {
 
 impl StackCounter {
     /// A stack counter named `name` that records up to `depth` frames
-    /// (at most [`MAX_DEPTH`]).
-    ///
-    /// ```
-    /// static C: clearcount::stack::StackCounter = clearcount::stack::StackCounter::new("a/b", 4);
-    /// ```
+    /// (at most 32).
     pub const fn new(name: &'static str, depth: usize) -> StackCounter {
         StackCounter {
             name,
@@ -100,20 +96,11 @@ impl StackCounter {
     }
 
     /// The counter's name.
-    ///
-    /// ```
-    /// assert_eq!(clearcount::stack::StackCounter::new("a/b", 4).name(), "a/b");
-    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// Adds one to the counter of the caller's stack.
-    ///
-    /// ```
-    /// static C: clearcount::stack::StackCounter = clearcount::stack::StackCounter::new("a/stack", 4);
-    /// C.inc();
-    /// ```
     #[inline(never)]
     pub fn inc(&self) {
         let marker = StackCounter::inc as fn(&StackCounter) as usize;

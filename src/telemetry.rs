@@ -234,11 +234,6 @@ impl Telemetry {
     /// Telemetry for `program` at `version`, in `namespace` (the toolchain's
     /// name, which picks the directory and the `<NAMESPACE>_TELEMETRY`
     /// variable).
-    ///
-    /// ```
-    /// let t = clearcount::Telemetry::new("mytool", "mytool-fmt", "0.3.1");
-    /// # let _ = t;
-    /// ```
     pub fn new(namespace: &str, program: &str, version: &str) -> Telemetry {
         Telemetry {
             namespace: namespace.to_string(),
@@ -253,12 +248,6 @@ impl Telemetry {
 
     /// The mode used when the user has chosen none (no mode file, no
     /// environment variable). `local` unless set.
-    ///
-    /// ```
-    /// use clearcount::{Telemetry, mode::Mode};
-    /// let t = Telemetry::new("mytool", "mytool", "1.0").default_mode(Mode::Off);
-    /// # let _ = t;
-    /// ```
     pub fn default_mode(mut self, mode: Mode) -> Telemetry {
         self.default_mode = mode;
         self
@@ -268,22 +257,13 @@ impl Telemetry {
     /// language server, a daemon): the thread that moves counters to the
     /// next week's file starts now instead of at the first count after the
     /// process's first second. Only a hint: counting follows the weeks
-    /// without it (see the [module docs](self)).
-    ///
-    /// ```
-    /// let t = clearcount::Telemetry::new("mytool", "mytool-lsp", "1.0").long_running();
-    /// # let _ = t;
-    /// ```
+    /// without it (see "How it works" in the [crate docs](crate)).
     pub fn long_running(mut self) -> Telemetry {
         self.long_running = true;
         self
     }
 
     /// The namespace.
-    ///
-    /// ```
-    /// assert_eq!(clearcount::Telemetry::new("ns", "p", "1").namespace(), "ns");
-    /// ```
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -372,21 +352,8 @@ impl Telemetry {
 }
 
 /// What the process started with, if telemetry was started.
-///
-/// ```
-/// let _ = clearcount::telemetry::started();
-/// ```
 pub fn started() -> Option<&'static Started> {
     STARTED.get()
-}
-
-/// The counter file counts go to now, if any.
-///
-/// ```
-/// let _ = clearcount::telemetry::current_file();
-/// ```
-pub fn current_file() -> Option<PathBuf> {
-    CURRENT.load().map(|f| f.path.clone())
 }
 
 fn turn_off() {

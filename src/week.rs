@@ -6,13 +6,6 @@
 //! installation's weeks never overlap. Every program of the installation
 //! uses the same boundary, so each program build has exactly one file per
 //! week, whatever day it first ran.
-//!
-//! ```
-//! use chrono::{NaiveDate, Weekday};
-//! let today: NaiveDate = "2026-11-22".parse().unwrap(); // a Sunday
-//! let begin = clearcount::week::week_begin(today, Weekday::Thu);
-//! assert_eq!(begin.to_string(), "2026-11-19");
-//! ```
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use std::io;
@@ -22,12 +15,6 @@ use std::path::Path;
 pub const WEEK_START_FILE: &str = "week-start";
 
 /// The first day of the week containing `day`, for weeks starting on `start`.
-///
-/// ```
-/// use chrono::Weekday;
-/// let d: chrono::NaiveDate = "2026-11-19".parse().unwrap(); // a Thursday
-/// assert_eq!(clearcount::week::week_begin(d, Weekday::Thu), d);
-/// ```
 pub fn week_begin(day: NaiveDate, start: Weekday) -> NaiveDate {
     let back = (7 + day.weekday().num_days_from_monday() - start.num_days_from_monday()) % 7;
     day - chrono::Days::new(u64::from(back))
@@ -38,12 +25,7 @@ fn weekday_from_name(s: &str) -> Option<Weekday> {
 }
 
 fn random_weekday() -> Weekday {
-    use std::hash::{BuildHasher, Hasher};
-    // std's RandomState is seeded from the OS; one draw per installation is
-    // all that is needed, so no random-number crate is pulled in for it.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    Weekday::try_from((h.finish() % 7) as u8).unwrap_or(Weekday::Mon)
+    Weekday::try_from((crate::random::u64() % 7) as u8).unwrap_or(Weekday::Mon)
 }
 
 /// Reads the installation's first weekday, drawing and saving one if there
@@ -71,11 +53,6 @@ pub(crate) fn load_or_create_start(dir: &Path) -> io::Result<Weekday> {
 }
 
 /// The installation's first weekday, if it has been drawn.
-///
-/// ```
-/// let dir = std::env::temp_dir().join("no-such-clearcount-dir");
-/// assert!(clearcount::week::read_start(&dir).is_none());
-/// ```
 pub fn read_start(dir: &Path) -> Option<Weekday> {
     crate::fsutil::read_small(&dir.join(WEEK_START_FILE))
         .ok()

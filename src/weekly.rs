@@ -15,14 +15,6 @@
 //! file is set aside in `corrupt/` only when every read finds it damaged.
 //! Local data stays bounded: at most [`KEEP_WEEKS`] weeks of reports (and of
 //! copies of sent reports in `upload/`) are kept, the oldest are removed.
-//!
-//! ```
-//! use clearcount::weekly;
-//! let dir = tempfile::tempdir().unwrap();
-//! let now = "2026-11-23T09:00:00Z".parse().unwrap();
-//! let built = weekly::build_pending(dir.path(), now);
-//! assert!(built.created.is_empty());
-//! ```
 
 use crate::format::{self, Parsed};
 use crate::report::{ProgramReport, Report};
@@ -49,22 +41,12 @@ fn week_end(week: NaiveDate) -> Option<DateTime<Utc>> {
 pub const FULL_SUFFIX: &str = ".full.json";
 
 /// The full report's path for a week: `reports/<week>.full.json`.
-///
-/// ```
-/// let p = clearcount::weekly::full_path(std::path::Path::new("/t"), "2026-11-16");
-/// assert!(p.ends_with("reports/2026-11-16.full.json"));
-/// ```
 pub fn full_path(dir: &Path, week: &str) -> PathBuf {
     dir.join(crate::dirs::REPORTS)
         .join(format!("{week}{FULL_SUFFIX}"))
 }
 
 /// The filtered report's path for a week: `reports/<week>.json`.
-///
-/// ```
-/// let p = clearcount::weekly::filtered_path(std::path::Path::new("/t"), "2026-11-16");
-/// assert!(p.ends_with("reports/2026-11-16.json"));
-/// ```
 pub fn filtered_path(dir: &Path, week: &str) -> PathBuf {
     dir.join(crate::dirs::REPORTS).join(format!("{week}.json"))
 }
@@ -75,11 +57,6 @@ pub fn filtered_path(dir: &Path, week: &str) -> PathBuf {
 /// build), the environment variable `CLEARCOUNT_TEST_X` (a number in
 /// `[0, 1)`) replaces the draw, so tests can pin X without changing the code
 /// under test.
-///
-/// ```
-/// let x = clearcount::weekly::draw_x();
-/// assert!((0.0..1.0).contains(&x));
-/// ```
 pub fn draw_x() -> f64 {
     #[cfg(feature = "test-hooks")]
     if let Some(x) = std::env::var("CLEARCOUNT_TEST_X")
@@ -89,41 +66,13 @@ pub fn draw_x() -> f64 {
     {
         return x;
     }
-    random_unit()
-}
-
-#[cfg(feature = "upload")]
-fn random_unit() -> f64 {
-    rand::random::<f64>()
-}
-
-#[cfg(not(feature = "upload"))]
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS; 53 bits of its SipHash output make
-    // a uniform double in [0, 1).
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    crate::random::unit()
 }
 
 /// Builds one report from a week's parsed counter files, with the given X
 /// and config version 0. Entries of the same program build are summed
 /// (saturating); names that do not follow the naming grammar are left out;
 /// empty program builds are left out; programs are sorted.
-///
-/// ```
-/// use clearcount::format::{Meta, Parsed};
-/// let meta = Meta::new("t", "1.0", "linux", "x86_64", "2026-11-16".parse().unwrap());
-/// let mut p = Parsed { meta, counters: Default::default(), stacks: Default::default(), records: 1 };
-/// p.counters.insert("t/a".into(), 3);
-/// let r = clearcount::weekly::build_report("2026-11-16", &[p], 0.5);
-/// assert_eq!(r.programs[0].counters["t/a"], 3);
-/// assert_eq!(r.config, 0);
-/// ```
 pub fn build_report(week: &str, files: &[Parsed], x: f64) -> Report {
     let mut by_build: BTreeMap<(String, String, String, String), ProgramReport> = BTreeMap::new();
     for f in files {
@@ -213,11 +162,6 @@ fn count_files(dir: &Path) -> Vec<(PathBuf, NaiveDate)> {
 
 /// True when some counter file in `counts/` belongs to a week that is over
 /// at `now` (cheap: file names only).
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// assert!(!clearcount::weekly::any_finished(dir.path(), "2026-11-23T00:00:00Z".parse().unwrap()));
-/// ```
 pub fn any_finished(dir: &Path, now: DateTime<Utc>) -> bool {
     count_files(dir)
         .iter()
@@ -231,12 +175,6 @@ pub fn any_finished(dir: &Path, now: DateTime<Utc>) -> bool {
 /// uploader's child or thread, or in a command, never on a host's path).
 /// Safe to run from many processes at once; never panics; I/O problems are
 /// listed in the result.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// let b = clearcount::weekly::build_pending(dir.path(), "2026-11-23T09:00:00Z".parse().unwrap());
-/// assert!(b.problems.is_empty());
-/// ```
 pub fn build_pending(dir: &Path, now: DateTime<Utc>) -> Built {
     let mut built = Built::default();
     let mut weeks: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
@@ -315,11 +253,6 @@ fn set_aside(dir: &Path, p: &Path, built: &mut Built) {
 }
 
 /// The weeks that have a full report, oldest first.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// assert!(clearcount::weekly::report_weeks(dir.path()).is_empty());
-/// ```
 pub fn report_weeks(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir.join(crate::dirs::REPORTS)) else {
         return Vec::new();
@@ -329,7 +262,7 @@ pub fn report_weeks(dir: &Path) -> Vec<String> {
         .filter_map(|e| {
             let n = e.file_name();
             let w = n.to_str()?.strip_suffix(FULL_SUFFIX)?.to_string();
-            NaiveDate::parse_from_str(&w, "%Y-%m-%d").ok()?;
+            format::parse_date(&w)?;
             Some(w)
         })
         .collect();
@@ -338,11 +271,6 @@ pub fn report_weeks(dir: &Path) -> Vec<String> {
 }
 
 /// Reads a week's full report, if it is there and valid.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// assert!(clearcount::weekly::read_full(dir.path(), "2026-11-16").is_err());
-/// ```
 pub fn read_full(dir: &Path, week: &str) -> Result<Report, String> {
     let p = full_path(dir, week);
     let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -373,7 +301,7 @@ fn prune(dir: &Path) -> Vec<String> {
             let Some(w) = n.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            if w.ends_with(".full") || NaiveDate::parse_from_str(w, "%Y-%m-%d").is_err() {
+            if w.ends_with(".full") || format::parse_date(w).is_none() {
                 continue;
             }
             if !keep.contains(&w.to_string()) {

@@ -8,11 +8,20 @@
 
 mod common;
 
-use clearcount::format;
+use clearcount::CounterFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The counter file layout (`counters-spec/file-format.md` §2), for making
+/// damaged files by hand.
+mod layout {
+    pub const CHUNK: usize = 65536;
+    pub const TABLE_OFF: usize = 1024;
+    pub const SLOTS: usize = 1024;
+    pub const DATA_OFF: usize = TABLE_OFF + 4 * SLOTS;
+}
 
 fn tool(dir: &Path) -> Command {
     let mut c = Command::new(common::example("instrumented", &[]));
@@ -24,15 +33,14 @@ fn tool(dir: &Path) -> Command {
 }
 
 /// All counter files under `dir`, parsed (panics on a corrupt one).
-fn counts(dir: &Path) -> Vec<(PathBuf, format::Parsed)> {
+fn counts(dir: &Path) -> Vec<(PathBuf, CounterFile)> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir.join("example").join("counts")) else {
         return out;
     };
     for e in rd {
         let p = e.unwrap().path();
-        let parsed = format::parse(&std::fs::read(&p).unwrap())
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let parsed = clearcount::dump(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         out.push((p, parsed));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -185,7 +193,7 @@ fn sigkill_while_the_file_grows() {
         }
     }
     let len = std::fs::metadata(&counts(dir.path())[0].0).unwrap().len();
-    assert!(len > format::CHUNK as u64, "the file grew ({len} bytes)");
+    assert!(len > layout::CHUNK as u64, "the file grew ({len} bytes)");
 }
 
 /// Child: counts across a week boundary with a clock that starts 1.5 s
@@ -227,10 +235,7 @@ fn long_running_process_moves_to_next_week() {
     assert!(out.status.success());
     let ticks = ticks(&out);
     let files = counts(dir.path());
-    let weeks: Vec<String> = files
-        .iter()
-        .map(|(_, p)| p.meta.week_begin.to_string())
-        .collect();
+    let weeks: Vec<String> = files.iter().map(|(_, p)| p.week_begin.clone()).collect();
     assert_eq!(weeks, ["2026-11-16", "2026-11-23"], "{files:?}");
     let before = files[0].1.counters["long/tick"];
     let after = files[1].1.counters["long/tick"];
@@ -265,7 +270,7 @@ fn new_process_in_a_new_week_uses_a_new_file() {
     // both places.
     let mut got: Vec<(String, u64)> = counts(dir.path())
         .iter()
-        .map(|(_, p)| (p.meta.week_begin.to_string(), p.counters["w/x"]))
+        .map(|(_, p)| (p.week_begin.clone(), p.counters["w/x"]))
         .collect();
     if let Ok(rd) = std::fs::read_dir(ns.join("reports")) {
         for e in rd {
@@ -377,12 +382,12 @@ fn hostile_files_are_set_aside_and_counting_goes_on() {
             "chain-loop",
             Box::new(|b: &mut Vec<u8>| {
                 // Point every table slot at the first record, whose next points to itself.
-                let first = format::DATA_OFF as u32;
-                for s in 0..format::SLOTS {
-                    let o = format::TABLE_OFF + 4 * s;
+                let first = layout::DATA_OFF as u32;
+                for s in 0..layout::SLOTS {
+                    let o = layout::TABLE_OFF + 4 * s;
                     b[o..o + 4].copy_from_slice(&first.to_le_bytes());
                 }
-                let n = format::DATA_OFF + 8;
+                let n = layout::DATA_OFF + 8;
                 b[n..n + 4].copy_from_slice(&first.to_le_bytes());
             }),
         ),
@@ -695,10 +700,7 @@ fn short_lived_by_default_long_lived_still_rotates() {
     assert!(out.status.success());
     let ticks = ticks(&out);
     let files = counts(dir.path());
-    let weeks: Vec<String> = files
-        .iter()
-        .map(|(_, p)| p.meta.week_begin.to_string())
-        .collect();
+    let weeks: Vec<String> = files.iter().map(|(_, p)| p.week_begin.clone()).collect();
     assert_eq!(weeks, ["2026-11-16", "2026-11-23"]);
     let before = files[0].1.counters["lazy/tick"];
     let after = files[1].1.counters["lazy/tick"];

@@ -1,6 +1,6 @@
 //! Weekly reports and the uploader, end to end over loopback HTTP.
 //!
-//! Run with `cargo test --features cli,test-hooks --test upload`: the
+//! Run with `cargo test --features kit,test-hooks --test upload`: the
 //! `test-hooks` feature lets `CLEARCOUNT_TEST_X` pin X in the binaries under
 //! test (nothing else changes). Without it this file compiles to nothing.
 //!
@@ -10,11 +10,11 @@
 //! executable with the argument `clearcount_upload_child`, which libtest
 //! takes as a filter selecting exactly that test, whose first call is
 //! `Telemetry::start` — as in a real `main`.
-#![cfg(all(feature = "cli", feature = "test-hooks"))]
+#![cfg(all(feature = "kit", feature = "test-hooks"))]
 
 mod common;
 
-use clearcount::report::Report;
+use clearcount_protocol::report::Report;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -22,7 +22,6 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CLI: &str = env!("CARGO_BIN_EXE_clearcount");
 const WEEK: &str = "2026-11-02"; // a Monday; week-start is Monday in every test
 const IN_WEEK: &str = "2026-11-04T10:00:00Z";
 const NEXT_WEEK: &str = "2026-11-10T10:00:00Z";
@@ -154,17 +153,16 @@ struct Key {
     public: String,
     secret: String,
     _dir: tempfile::TempDir,
-    path: PathBuf,
 }
 
 fn key() -> Key {
     let d = tempfile::tempdir().unwrap();
-    let public = clearcount::sign::keygen(d.path().join("k.pub"), d.path().join("k.key")).unwrap();
+    let public =
+        clearcount_protocol::sign::keygen(d.path().join("k.pub"), d.path().join("k.key")).unwrap();
     let secret = std::fs::read_to_string(d.path().join("k.key")).unwrap();
     Key {
         public,
         secret,
-        path: d.path().join("k.pub"),
         _dir: d,
     }
 }
@@ -179,13 +177,18 @@ fn config_text(version: u64) -> String {
 }
 
 fn signed(k: &Key, text: &str) -> (Vec<u8>, Vec<u8>) {
-    let sig = clearcount::sign::sign_bytes(&k.secret, text.as_bytes()).unwrap();
+    let sig = clearcount_protocol::sign::sign_bytes(&k.secret, text.as_bytes()).unwrap();
     (text.as_bytes().to_vec(), sig.into_bytes())
+}
+
+/// The `clearcount` command.
+fn cli() -> String {
+    common::cli().display().to_string()
 }
 
 /// The example tool, built with the test hook that pins X.
 fn example() -> String {
-    common::example("instrumented", &["cli", "test-hooks"])
+    common::example("instrumented", &["kit", "test-hooks"])
         .display()
         .to_string()
 }
@@ -221,8 +224,15 @@ impl Inst {
             .env("CLEARCOUNT_TEST_X", "0.01");
         c
     }
-    /// Counts in the week of 2026-11-02 with the example tool.
+    /// Counts in the week of 2026-11-02 with the example tool, then has the
+    /// example tool (built with the test hook, so X is pinned to 0.01) make
+    /// that week's report the next Monday, as any start of a day does.
     fn count(&self) {
+        self.count_only();
+        self.build_report("0.01");
+    }
+    /// Counts in the week of 2026-11-02 with the example tool.
+    fn count_only(&self) {
         for (name, n) in [
             ("instrumented/a", "5"),
             ("instrumented/undeclared", "2"),
@@ -236,30 +246,54 @@ impl Inst {
             assert!(o.status.success(), "{o:?}");
         }
     }
+    /// The example tool starts on 2026-11-09: its start takes the day's
+    /// token and its background child makes the finished week's report
+    /// (with X = `x`); it has no upload settings, so nothing is sent.
+    fn build_report(&self, x: &str) {
+        let o = self
+            .cmd(&example(), "2026-11-09T10:00:00Z")
+            .env("CLEARCOUNT_TEST_X", x)
+            .arg("hello")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        assert!(self.wait_done("2026-11-09", Duration::from_secs(20)));
+        assert!(
+            self.dir()
+                .join(format!("reports/{WEEK}.full.json"))
+                .exists()
+        );
+    }
     fn cli(&self, now: &str, args: &[&str]) -> Output {
-        self.cmd(CLI, now)
+        self.cmd(&cli(), now)
             .arg("--namespace")
             .arg("example")
             .args(args)
             .output()
             .unwrap()
     }
-    fn up_args(s: &Server, k: &Key) -> Vec<String> {
-        vec![
-            "--upload-url".into(),
-            s.upload_url(),
-            "--config-url".into(),
-            s.config_url(),
-            "--public-key".into(),
-            k.path.display().to_string(),
-        ]
+    /// Runs the host once on an earlier day, as the toolchain runs every
+    /// day: it records its upload settings, which the user's `clearcount`
+    /// commands then use. (In mode `local` for that run: the report of the
+    /// week, made "later" by the test, must not be sent by it.)
+    fn settle(&self, s: &Server, k: &Key) {
+        let out = self
+            .host_with(
+                s,
+                k,
+                "2026-11-03T09:00:00Z",
+                false,
+                &[("EXAMPLE_TELEMETRY", "local")],
+            )
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(self.dir().join("upload-settings.json").exists());
     }
-    fn upload(&self, s: &Server, k: &Key, extra: &[&str]) -> Output {
-        let mut args = vec!["upload".to_string()];
-        args.extend(Inst::up_args(s, k));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cli(NEXT_WEEK, &args)
+    /// `clearcount upload`, in the foreground, after the toolchain ran.
+    fn upload(&self, s: &Server, k: &Key) -> Output {
+        self.settle(s, k);
+        self.cli(NEXT_WEEK, &["upload"])
     }
     /// Starts this test binary as an instrumented host with upload settings.
     fn host(&self, s: &Server, k: &Key, now: &str, thread: bool) -> std::process::Child {
@@ -342,6 +376,12 @@ fn host_process() {
     }
     let t0 = Instant::now();
     let started = host_telemetry().start();
+    if std::env::var("HOST_COMMAND").as_deref() == Ok("dry-run") {
+        // The toolchain's mounted `telemetry report --dry-run`.
+        use clearcount::kit::subcommand::{TelemetryCommand, run};
+        run("example", TelemetryCommand::Report { dry_run: true }).unwrap();
+        return;
+    }
     println!(
         "start took {} us mode {}",
         t0.elapsed().as_micros(),
@@ -364,7 +404,7 @@ fn host_process() {
 /// The upload child's `main` (only when the uploader runs this binary).
 #[test]
 fn clearcount_upload_child() {
-    if std::env::var_os(clearcount::upload::CHILD_VAR).is_none() {
+    if std::env::var_os("CLEARCOUNT_UPLOAD_CHILD").is_none() {
         return;
     }
     host_telemetry().start();
@@ -389,12 +429,39 @@ fn end_to_end_background_upload() {
     let srv = Server::start(c, Some(s), Answer::Ok);
     let inst = Inst::new();
     inst.count();
-    // The exact bytes a dry run promises...
-    let mut args = vec!["report".to_string(), "--dry-run".into()];
-    args.extend(Inst::up_args(&srv, &k));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let dry = inst.cli(NEXT_WEEK, &args);
+    // The exact bytes a dry run promises, with the settings the toolchain
+    // recorded...
+    inst.settle(&srv, &k);
+    let dry = inst.cli(NEXT_WEEK, &["report", "--dry-run"]);
     assert!(dry.status.success(), "{dry:?}");
+    // ...the same bytes the toolchain's own mounted subcommand prints (run
+    // on another day, in mode local for that run, so that its start sends
+    // nothing)...
+    let mounted = inst
+        .host_with(
+            &srv,
+            &k,
+            "2026-11-11T09:00:00Z",
+            false,
+            &[("HOST_COMMAND", "dry-run"), ("EXAMPLE_TELEMETRY", "local")],
+        )
+        .wait_with_output()
+        .unwrap();
+    assert!(mounted.status.success(), "{mounted:?}");
+    // (The test harness adds its own lines around the host's output.)
+    let reports = |out: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .split_inclusive('\n')
+            .filter_map(|l| l.find("{\"week\"").map(|i| l[i..].to_string()))
+            .collect()
+    };
+    assert_eq!(
+        reports(&mounted.stdout),
+        reports(&dry.stdout),
+        "the mounted dry run prints what clearcount's does"
+    );
+    assert_eq!(reports(&dry.stdout).concat().len(), dry.stdout.len());
+    assert!(!dry.stdout.is_empty());
     assert!(srv.posts().is_empty(), "a dry run sends nothing");
     // ...are the bytes the background upload sends.
     let t0 = Instant::now();
@@ -494,7 +561,7 @@ fn thread_mode_uploads() {
 /// A finished week with a report, then a foreground `upload` against `srv`.
 fn refused_case(srv: &Server, k: &Key, inst: &Inst, expect_in_status: &str) {
     inst.count();
-    let o = inst.upload(srv, k, &["--timeout", "2"]);
+    let o = inst.upload(srv, k);
     assert!(!o.status.success(), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
@@ -602,7 +669,7 @@ fn hanging_server_times_out_and_host_is_not_delayed() {
     assert!(inst.status_text().contains("did not answer in time"));
     // The foreground command also gives up within its timeout.
     let t1 = Instant::now();
-    let o = inst.upload(&srv, &k, &["--timeout", "2"]);
+    let o = inst.upload(&srv, &k);
     assert!(!o.status.success());
     assert!(t1.elapsed() < Duration::from_secs(6), "{:?}", t1.elapsed());
     eprintln!("host wall {host_wall:?}, child done after {child_time:?}");
@@ -620,7 +687,7 @@ fn server_error_and_garbage_are_retried_4xx_dropped() {
         let srv = Server::start(c, Some(s), answer);
         let inst = Inst::new();
         inst.count();
-        let o = inst.upload(&srv, &k, &["--timeout", "2"]);
+        let o = inst.upload(&srv, &k);
         assert_eq!(srv.posts().len(), 1, "{answer:?}");
         assert!(inst.sent_copy().is_none(), "{answer:?}");
         let st = inst.status_text();
@@ -630,7 +697,7 @@ fn server_error_and_garbage_are_retried_4xx_dropped() {
             assert!(o.status.success());
             assert_eq!(decided, "dropped");
             // Never retried.
-            inst.upload(&srv, &k, &[]);
+            inst.upload(&srv, &k);
             assert_eq!(srv.posts().len(), 1);
         } else {
             assert!(!o.status.success());
@@ -651,16 +718,15 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
     let srv = Server::start(c, Some(s), Answer::Ok);
     // X above the ceiling: no config fetched, never sent.
     let inst = Inst::new();
-    inst.count();
-    let mut args = vec!["upload".to_string()];
-    args.extend(Inst::up_args(&srv, &k));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    inst.count_only();
+    inst.build_report("0.5");
+    inst.settle(&srv, &k);
+    let args = ["upload"];
     let o = inst
-        .cmd(CLI, NEXT_WEEK)
-        .env("CLEARCOUNT_TEST_X", "0.5")
+        .cmd(&cli(), NEXT_WEEK)
         .arg("--namespace")
         .arg("example")
-        .args(&args)
+        .args(args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -678,7 +744,7 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
             .exists()
     );
     assert!(
-        !inst.upload(&srv, &k, &[]).status.success(),
+        !inst.upload(&srv, &k).status.success(),
         "upload refuses in local mode"
     );
     assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
@@ -686,17 +752,18 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
     let inst = Inst::new();
     std::fs::write(inst.dir().join("mode"), "on 2026-11-05\n").unwrap();
     inst.count();
-    assert!(inst.upload(&srv, &k, &[]).status.success());
+    assert!(inst.upload(&srv, &k).status.success());
     assert_eq!(inst.state()["weeks"][WEEK]["outcome"], "before-on");
     assert_eq!((srv.gets(), srv.posts().len()), (0, 0));
     // A report whose week ended more than 21 days ago is dropped unsent.
     let inst = Inst::new();
     inst.count();
+    inst.settle(&srv, &k);
     let o = inst
-        .cmd(CLI, "2026-12-10T10:00:00Z")
+        .cmd(&cli(), "2026-12-10T10:00:00Z")
         .arg("--namespace")
         .arg("example")
-        .args(&args)
+        .args(args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -706,12 +773,13 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
     let inst = Inst::new();
     std::fs::remove_file(inst.dir().join("mode")).unwrap();
     inst.count();
+    inst.settle(&srv, &k);
     let o = inst
-        .cmd(CLI, NEXT_WEEK)
+        .cmd(&cli(), NEXT_WEEK)
         .env("EXAMPLE_TELEMETRY", "on")
         .arg("--namespace")
         .arg("example")
-        .args(&args)
+        .args(args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -725,7 +793,7 @@ fn many_processes_at_a_week_boundary() {
     let (c, s) = signed(&k, &config_text(4));
     let srv = Server::start(c, Some(s), Answer::Ok);
     let inst = Inst::new();
-    inst.count();
+    inst.count_only();
     // 10 hosts start at once, just after the boundary.
     let hosts: Vec<_> = (0..10)
         .map(|_| inst.host(&srv, &k, "2026-11-09T00:00:01Z", false))
@@ -752,10 +820,10 @@ fn many_processes_at_a_week_boundary() {
     assert_eq!(srv.gets(), 2, "config and signature fetched once");
     // And 8 report builders at once: still one report per week.
     let inst = Inst::new();
-    inst.count();
+    inst.count_only();
     let procs: Vec<_> = (0..8)
         .map(|_| {
-            inst.cmd(CLI, NEXT_WEEK)
+            inst.cmd(&cli(), NEXT_WEEK)
                 .args(["--namespace", "example", "report"])
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -779,66 +847,6 @@ fn many_processes_at_a_week_boundary() {
             .count(),
         1
     );
-}
-
-#[test]
-fn sampling_matches_the_rate() {
-    // 20,000 simulated installations: X drawn by the real code, the report
-    // decided by the same function the uploader and the dry run use.
-    use clearcount::format::{Meta, Parsed};
-    use clearcount::upload::{Action, decide};
-    assert!(std::env::var_os("CLEARCOUNT_TEST_X").is_none());
-    let cfg = clearcount::config::CollectionConfig::parse(&config_text(1), "c").unwrap();
-    let meta = Meta::new(
-        "instrumented",
-        "0.1.0",
-        "linux",
-        "x86_64",
-        WEEK.parse().unwrap(),
-    );
-    let mut p = Parsed {
-        meta,
-        counters: Default::default(),
-        stacks: Default::default(),
-        records: 2,
-    };
-    p.counters.insert("instrumented/a".into(), 1);
-    p.counters.insert("instrumented/rare".into(), 1);
-    let n = 20_000u32;
-    let (mut sent, mut kept_a, mut kept_rare, mut fetched) = (0u32, 0u32, 0u32, 0u32);
-    for _ in 0..n {
-        let r = clearcount::weekly::build_report(
-            WEEK,
-            std::slice::from_ref(&p),
-            clearcount::weekly::draw_x(),
-        );
-        let a = match decide(&r, 0.1, None) {
-            Ok(a) => a,
-            Err(()) => {
-                fetched += 1;
-                decide(&r, 0.1, Some(&cfg)).unwrap()
-            }
-        };
-        if let Action::WouldSend(b) = a {
-            sent += 1;
-            let r = Report::from_slice(&b).unwrap();
-            kept_a += r.programs[0].counters.contains_key("instrumented/a") as u32;
-            kept_rare += r.programs[0].counters.contains_key("instrumented/rare") as u32;
-        }
-    }
-    let check = |what: &str, got: u32, p: f64| {
-        let sd = (p * (1.0 - p) / n as f64).sqrt();
-        let share = got as f64 / n as f64;
-        eprintln!("{what}: {share:.4} (rate {p}, sd {sd:.4})");
-        assert!(
-            (share - p).abs() <= 4.0 * sd,
-            "{what}: {share} vs {p} ± 4 sd ({sd})"
-        );
-    };
-    check("config fetched (X <= ceiling 0.1)", fetched, 0.1);
-    check("reports sent", sent, 0.1);
-    check("counter at rate 0.1 kept", kept_a, 0.1);
-    check("counter at rate 0.005 kept", kept_rare, 0.005);
 }
 
 #[test]

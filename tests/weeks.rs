@@ -9,7 +9,6 @@
 //! (`cargo test --test weeks`): an engine-only build, as most toolchains
 //! embed it.
 
-use clearcount::format;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,19 +74,25 @@ fn child_crosser() {
     if std::env::var_os("WEEKS_HINT").is_some() {
         t = t.long_running();
     }
+    // The engine's clock is CLEARCOUNT_NOW from its first reading (in
+    // `start`) on, plus the real time since: follow it the same way.
+    let base = Instant::now();
     let s = t.start();
     assert!(s.file.is_some(), "{s:?}");
+    let now0: chrono::DateTime<chrono::Utc> =
+        std::env::var("CLEARCOUNT_NOW").unwrap().parse().unwrap();
+    let clock = || now0 + chrono::Duration::from_std(base.elapsed()).unwrap();
     let guard = chrono::Duration::from_std(GUARD).unwrap();
     let stop = end() + chrono::Duration::milliseconds(until);
     let (mut before, mut after, mut mid) = (0u64, 0u64, 0u64);
     loop {
-        let t0 = clearcount::clock::now();
+        let t0 = clock();
         if t0 >= stop {
             break;
         }
         if t0 < end() - guard || t0 > end() + guard {
             count_once(&api);
-            let t1 = clearcount::clock::now();
+            let t1 = clock();
             if t1 < end() - guard {
                 before += 1;
             } else if t0 > end() + guard {
@@ -204,12 +209,8 @@ fn files(dir: &Path) -> Vec<(String, Counts, Counts)> {
     let mut v: Vec<_> = rd
         .map(|e| {
             let p = e.unwrap().path();
-            let parsed = format::read_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (
-                parsed.meta.week_begin.to_string(),
-                parsed.counters,
-                parsed.stacks,
-            )
+            let parsed = clearcount::dump(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (parsed.week_begin, parsed.counters, parsed.stacks)
         })
         .collect();
     v.sort();
@@ -299,20 +300,26 @@ fn every_api_moves_to_the_new_week() {
 /// (and deletes its file). Nothing is counted into the deleted file: the
 /// report holds exactly the counts made before the end, the new week's
 /// file exactly those made after.
-#[cfg(feature = "cli")]
+#[cfg(feature = "kit")]
 #[test]
 fn old_week_reported_and_deleted_under_a_running_process() {
     let d = installation();
     let started = Instant::now();
-    let grace = clearcount::weekly::GRACE.as_millis() as i64;
+    let grace = GRACE_MS;
     let c = crosser(d.path(), "static", Phase::Older, 100, grace + 3000);
     // Wait (real time) until the grace after the end has passed, then
     // report as a user would.
     let report_at = Duration::from_millis(2500 + grace as u64 + 500);
     std::thread::sleep(report_at.saturating_sub(started.elapsed()));
     let now = end() + chrono::Duration::milliseconds(grace + 500);
-    let out = Command::new(env!("CARGO_BIN_EXE_clearcount"))
-        .args(["--namespace", "example", "report"])
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_reporter",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("WEEKS_CHILD", "reporter")
         .env("CLEARCOUNT_DIR", d.path())
         .env(
             "CLEARCOUNT_NOW",
@@ -330,11 +337,17 @@ fn old_week_reported_and_deleted_under_a_running_process() {
     let out = c.child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let (before, after) = (side(&out, "BEFORE"), side(&out, "AFTER"));
-    let report = clearcount::weekly::read_full(&d.path().join("example"), OLD_WEEK).unwrap();
-    let reported = report
-        .programs
+    let path = d
+        .path()
+        .join("example")
+        .join("reports")
+        .join(format!("{OLD_WEEK}.full.json"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let reported = report["programs"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|p| p.counters.get("weeks/static").copied().unwrap_or(0))
+        .map(|p| p["counters"]["weeks/static"].as_u64().unwrap_or(0))
         .sum::<u64>();
     assert_eq!(
         reported, before,
@@ -346,6 +359,23 @@ fn old_week_reported_and_deleted_under_a_running_process() {
         files[0].1["weeks/static"], after,
         "and the new file the rest"
     );
+}
+
+/// How long after a week's end its report is built (`weekly::GRACE`, the
+/// spec's 5 seconds).
+#[cfg(feature = "kit")]
+const GRACE_MS: i64 = 5000;
+
+/// Child: `telemetry report` as a user runs it, through the mounted
+/// subcommand's code.
+#[cfg(feature = "kit")]
+#[test]
+fn child_reporter() {
+    if child_var().as_deref() != Some("reporter") {
+        return;
+    }
+    let cmd = clearcount::kit::subcommand::TelemetryCommand::Report { dry_run: false };
+    clearcount::kit::subcommand::run("example", cmd).unwrap();
 }
 
 /// Child: counts once and exits; program and version from the environment.
@@ -398,11 +428,11 @@ fn old_weeks_are_pruned_in_every_build() {
         once(d.path(), "weeks", "1.0", &format!("{day}T12:00:00Z"));
         let n = count_paths(d.path()).len();
         assert!(n <= keep, "week {k}: {n} files");
-        if cfg!(not(feature = "report")) {
+        if cfg!(not(feature = "upload")) {
             assert_eq!(n, (k as usize + 1).min(keep), "week {k}");
         }
     }
-    if cfg!(not(feature = "report")) {
+    if cfg!(not(feature = "upload")) {
         assert!(!d.path().join("example").join("reports").exists());
         let weeks: Vec<String> = files(d.path()).into_iter().map(|f| f.0).collect();
         assert_eq!(
@@ -451,7 +481,7 @@ fn builds_with_similar_names_never_collide() {
         "distinct on a case-insensitive file system too"
     );
     for p in &paths {
-        let parsed = format::read_file(p).unwrap();
+        let parsed = clearcount::dump(p).unwrap();
         assert_eq!(parsed.counters["weeks/once"], 3, "{}", p.display());
     }
 }

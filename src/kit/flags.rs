@@ -53,7 +53,10 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// is the command the matches came from (`Cli::command()` with
 /// `clap::CommandFactory` for derive): names are taken from it (a flag's
 /// long name, else its short letter, else its id), never from the command
-/// line. Returns the counter names it counted, sorted.
+/// line. The mounted `telemetry` subcommand ([`crate::kit::subcommand`])
+/// counts as a command, but its own flags (`--json`, `--dry-run`) are not
+/// counted: the toolchain declares none of them. Returns the counter names
+/// it counted, sorted.
 ///
 /// ```
 /// use clap::{Arg, ArgAction, Command};
@@ -72,8 +75,9 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
     // is defined on an ancestor but shows up in the subcommand's matches.
     let mut levels: Vec<&Command> = vec![cmd];
     let mut m = matches;
+    let mut in_telemetry = false;
     loop {
-        for id in m.ids() {
+        for id in m.ids().filter(|_| !in_telemetry) {
             let id = id.as_str();
             if m.value_source(id) != Some(ValueSource::CommandLine) {
                 continue;
@@ -102,6 +106,7 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
         match here.find_subcommand(sub) {
             Some(sc) => {
                 path.push(sc.get_name());
+                in_telemetry |= is_telemetry_subcommand(sc);
                 levels.push(sc);
                 m = sub_m;
             }
@@ -119,6 +124,16 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
         crate::counter::inc(n);
     }
     names.into_iter().collect()
+}
+
+/// True for the mounted `telemetry` subcommand: it has exactly the
+/// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand).
+fn is_telemetry_subcommand(c: &Command) -> bool {
+    use clap::Subcommand;
+    let theirs: BTreeSet<&str> = c.get_subcommands().map(Command::get_name).collect();
+    let ours = crate::kit::subcommand::TelemetryCommand::augment_subcommands(Command::new("t"));
+    let ours: BTreeSet<&str> = ours.get_subcommands().map(Command::get_name).collect();
+    !ours.is_empty() && theirs == ours
 }
 
 /// Counts the flags among `args` (the arguments after the program name,
@@ -193,4 +208,42 @@ where
         crate::counter::inc(n);
     }
     names.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[arg(long)]
+        verbose: bool,
+        #[command(subcommand)]
+        command: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Build,
+        #[command(subcommand)]
+        Telemetry(crate::kit::subcommand::TelemetryCommand),
+    }
+
+    #[test]
+    fn the_mounted_telemetry_subcommand_counts_as_a_command_only() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let m =
+            cmd.clone()
+                .get_matches_from(["mytool", "--verbose", "telemetry", "status", "--json"]);
+        assert_eq!(
+            count_matches("flagtest", &cmd, &m),
+            ["flagtest/command:telemetry.status", "flagtest/flag:verbose"]
+        );
+        let m = cmd.clone().get_matches_from(["mytool", "build"]);
+        assert_eq!(
+            count_matches("flagtest", &cmd, &m),
+            ["flagtest/command:build"]
+        );
+    }
 }

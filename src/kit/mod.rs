@@ -8,7 +8,7 @@
 //! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
 //! | [`notice`] | the first-run notice, once per installation | none |
 //! | `flags` | which flags and subcommands were used, never their values | `kit` |
-//! | `subcommand` | `mytool telemetry on\|off\|local\|status\|view\|report\|upload\|clean` | `cli` |
+//! | `subcommand` | `mytool telemetry on\|off\|local\|status\|view\|report\|upload\|clean` | `kit` |
 //!
 //! `examples/toolchain.rs` uses every helper.
 //!
@@ -29,3 +29,6 @@ pub mod flags;
 
 #[cfg(feature = "kit")]
 pub mod subcommand;
+
+#[cfg(feature = "kit")]
+mod commands;

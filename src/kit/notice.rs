@@ -48,7 +48,7 @@ pub const CI_VARS: &[&str] = &[
 
 /// Why the notice is not shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
+pub(crate) enum Skip {
     /// Telemetry is off.
     Off,
     /// A CI variable is set (its name).
@@ -63,23 +63,12 @@ pub enum Skip {
 }
 
 /// The CI variable set in this environment, if any.
-///
-/// ```
-/// let _ = clearcount::kit::notice::ci_var();
-/// ```
-pub fn ci_var() -> Option<&'static str> {
+pub(crate) fn ci_var() -> Option<&'static str> {
     ci_var_in(|v| std::env::var_os(v).map(|s| s.to_string_lossy().into_owned()))
 }
 
 /// [`ci_var`] over any environment (`get` returns a variable's value).
-///
-/// ```
-/// use clearcount::kit::notice::ci_var_in;
-/// assert_eq!(ci_var_in(|v| (v == "GITLAB_CI").then(|| "true".into())), Some("GITLAB_CI"));
-/// assert_eq!(ci_var_in(|v| (v == "CI").then(|| "false".into())), None);
-/// assert_eq!(ci_var_in(|_| None), None);
-/// ```
-pub fn ci_var_in(get: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+pub(crate) fn ci_var_in(get: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
     CI_VARS.iter().copied().find(|v| {
         get(v).is_some_and(|val| {
             let val = val.trim().to_ascii_lowercase();
@@ -90,16 +79,7 @@ pub fn ci_var_in(get: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
 
 /// The decision, from its inputs: the mode in force, the CI variable set
 /// (if any) and whether a terminal is there. The file check comes after.
-///
-/// ```
-/// use clearcount::kit::notice::{decide, Skip};
-/// use clearcount::mode::Mode;
-/// assert_eq!(decide(Mode::Local, None, true), Ok(()));
-/// assert_eq!(decide(Mode::Local, None, false), Err(Skip::NotTerminal));
-/// assert_eq!(decide(Mode::On, Some("CI"), true), Err(Skip::Ci("CI")));
-/// assert_eq!(decide(Mode::Off, None, true), Err(Skip::Off));
-/// ```
-pub fn decide(mode: Mode, ci: Option<&'static str>, terminal: bool) -> Result<(), Skip> {
+pub(crate) fn decide(mode: Mode, ci: Option<&'static str>, terminal: bool) -> Result<(), Skip> {
     if mode == Mode::Off {
         return Err(Skip::Off);
     }
@@ -113,11 +93,7 @@ pub fn decide(mode: Mode, ci: Option<&'static str>, terminal: bool) -> Result<()
 }
 
 /// True when both stdout and stderr are terminals.
-///
-/// ```
-/// let _ = clearcount::kit::notice::on_terminal();
-/// ```
-pub fn on_terminal() -> bool {
+pub(crate) fn on_terminal() -> bool {
     std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
 }
 
@@ -135,12 +111,6 @@ fn mode_now(namespace: &str, dir: Option<&std::path::Path>) -> Mode {
 /// `command` (e.g. `mytool`). It points at `<command> telemetry view` and
 /// `<command> telemetry off`: the toolchain mounts the `telemetry`
 /// subcommand (`kit::subcommand`), or passes its own text.
-///
-/// ```
-/// let t = clearcount::kit::notice::default_text("mytool", "mytool");
-/// assert!(t.contains("mytool telemetry off"));
-/// assert!(t.contains("MYTOOL_TELEMETRY=off"));
-/// ```
 pub fn default_text(namespace: &str, command: &str) -> String {
     format!(
         "{command} counts how its commands and features are used: named counters only \
@@ -172,14 +142,7 @@ pub fn show_once(namespace: &str, text: Option<&str>) -> bool {
 }
 
 /// [`show_once`] with the terminal test given and any output.
-///
-/// ```
-/// let mut out = Vec::new();
-/// // Not a terminal: never shown, nothing written.
-/// assert!(!clearcount::kit::notice::show_once_to("mytool", None, false, &mut out));
-/// assert!(out.is_empty());
-/// ```
-pub fn show_once_to(
+pub(crate) fn show_once_to(
     namespace: &str,
     text: Option<&str>,
     terminal: bool,
@@ -200,16 +163,7 @@ pub fn show_once_to(
 
 /// Decides, and if the notice is to be shown, records that it was: creates
 /// the notice file atomically (only one process can). Returns its path.
-///
-/// ```
-/// use clearcount::kit::notice::{claim, Skip};
-/// // Not on a terminal (or on CI, or with telemetry off): never shown.
-/// assert!(matches!(
-///     claim("mytool", false),
-///     Err(Skip::NotTerminal | Skip::Ci(_) | Skip::Off)
-/// ));
-/// ```
-pub fn claim(namespace: &str, terminal: bool) -> Result<PathBuf, Skip> {
+pub(crate) fn claim(namespace: &str, terminal: bool) -> Result<PathBuf, Skip> {
     if crate::dirs::check_namespace(namespace).is_err() {
         return Err(Skip::NoDir);
     }
@@ -227,5 +181,35 @@ pub fn claim(namespace: &str, terminal: bool) -> Result<PathBuf, Skip> {
     match crate::fsutil::create_atomic(&path, stamp.as_bytes()) {
         Ok(()) => Ok(path),
         Err(_) => Err(Skip::AlreadyShown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mode::Mode;
+
+    #[test]
+    fn notice_decision() {
+        assert_eq!(decide(Mode::Local, None, true), Ok(()));
+        assert_eq!(decide(Mode::On, None, true), Ok(()));
+        assert_eq!(decide(Mode::Local, None, false), Err(Skip::NotTerminal));
+        assert_eq!(decide(Mode::Off, None, true), Err(Skip::Off));
+        assert_eq!(decide(Mode::Off, Some("CI"), false), Err(Skip::Off));
+        assert_eq!(
+            decide(Mode::Local, Some("TF_BUILD"), true),
+            Err(Skip::Ci("TF_BUILD"))
+        );
+        for v in CI_VARS {
+            assert_eq!(ci_var_in(|k| (k == *v).then(|| "yes".into())), Some(*v));
+        }
+        assert_eq!(ci_var_in(|k| (k == "CI").then(|| "0".into())), None);
+        assert_eq!(ci_var_in(|k| (k == "CI").then(String::new)), None);
+        assert_eq!(ci_var_in(|_| None), None);
+        // Without a terminal nothing is written anywhere.
+        let mut out = Vec::new();
+        assert!(!show_once_to("mytool", None, false, &mut out));
+        assert!(out.is_empty());
+        assert_eq!(claim("Bad Namespace", true), Err(Skip::NoDir));
     }
 }

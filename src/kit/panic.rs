@@ -86,7 +86,7 @@ thread_local! {
 }
 
 /// Installs the panic hook (once; later calls do nothing). `depth` is the
-/// number of frames kept, at most [`crate::stack::MAX_DEPTH`]; 0 means
+/// number of frames kept, at most 32; 0 means
 /// [`DEFAULT_DEPTH`]. Call it in `main`, after
 /// [`Telemetry::start`](crate::Telemetry::start) and before anything that
 /// may panic; a hook set later by the program replaces this one unless it

@@ -2,8 +2,7 @@
 //! the same behaviour as the `clearcount` binary (it calls the same code),
 //! so users meet one interface in every toolchain.
 //!
-//! Needs the `kit` feature (it reuses the `clearcount` binary's status and
-//! report commands from [`crate::cli`], without the server).
+//! The `clearcount` command runs the same code for its user commands.
 //!
 //! Mount it in the toolchain's clap command, then hand it to [`run`]:
 //!
@@ -37,14 +36,15 @@
 //! }
 //! ```
 
-use crate::cli::report_cmd::{self, UploadArgs};
-use crate::cli::status_cmd;
+use super::commands::report as report_cmd;
+use super::commands::status as status_cmd;
 use crate::mode::Mode;
 
 /// The `telemetry` subcommand's own subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TelemetryCommand {
-    /// Count and upload weekly reports (from the next week on).
+    /// Count and upload weekly reports: those of the weeks that begin on or
+    /// after today.
     On,
     /// Count nothing, write nothing, send nothing.
     Off,
@@ -60,15 +60,13 @@ pub enum TelemetryCommand {
     View,
     /// Make reports of finished weeks; --dry-run prints the bytes that would be sent.
     Report {
-        /// Print the exact bytes that would be sent now; send nothing.
+        /// Print the exact bytes the background upload would send now
+        /// (the toolchain's own settings; send and record nothing).
         #[arg(long)]
         dry_run: bool,
-        /// Where to upload.
-        #[command(flatten)]
-        up: UploadArgs,
     },
     /// Upload now, in the foreground (mode on only).
-    Upload(UploadArgs),
+    Upload,
     /// Remove local telemetry data; keep the mode.
     Clean,
 }
@@ -93,27 +91,6 @@ pub struct TelemetryArgs {
     pub command: TelemetryCommand,
 }
 
-impl TelemetryCommand {
-    /// Fills in where reports go and where the signed config is, for the
-    /// commands that need them, when the user gave neither a flag nor an
-    /// environment variable: a toolchain passes its own URLs here.
-    ///
-    /// ```
-    /// use clearcount::kit::subcommand::TelemetryCommand;
-    /// let c = TelemetryCommand::Upload(Default::default())
-    ///     .with_urls("https://telemetry.example.org/upload", "https://telemetry.example.org/config/config.toml");
-    /// let TelemetryCommand::Upload(up) = c else { unreachable!() };
-    /// assert_eq!(up.upload_url.as_deref(), Some("https://telemetry.example.org/upload"));
-    /// ```
-    pub fn with_urls(mut self, upload_url: &str, config_url: &str) -> TelemetryCommand {
-        if let TelemetryCommand::Report { up, .. } | TelemetryCommand::Upload(up) = &mut self {
-            up.upload_url.get_or_insert_with(|| upload_url.to_string());
-            up.config_url.get_or_insert_with(|| config_url.to_string());
-        }
-        self
-    }
-}
-
 /// Runs a `telemetry` subcommand for `namespace`, by the same code as the
 /// `clearcount` binary. Output goes to stdout; an error is one line,
 /// returned for the caller to print.
@@ -123,7 +100,14 @@ impl TelemetryCommand {
 /// run("mytool", TelemetryCommand::Status { json: true }).unwrap();
 /// ```
 pub fn run(namespace: &str, cmd: TelemetryCommand) -> Result<(), String> {
-    crate::cli::set_invoked_as(&format!("{namespace} telemetry"));
+    run_as(&format!("{namespace} telemetry"), namespace, cmd)
+}
+
+/// [`run`], for a front end whose users type `command` to reach these
+/// commands (it appears in the hints they print), such as `clearcount
+/// --namespace mytool`.
+pub fn run_as(command: &str, namespace: &str, cmd: TelemetryCommand) -> Result<(), String> {
+    super::commands::set_invoked_as(command);
     crate::dirs::check_namespace(namespace)?;
     match cmd {
         TelemetryCommand::On => status_cmd::set_mode(namespace, Mode::On),
@@ -131,8 +115,8 @@ pub fn run(namespace: &str, cmd: TelemetryCommand) -> Result<(), String> {
         TelemetryCommand::Local => status_cmd::set_mode(namespace, Mode::Local),
         TelemetryCommand::Status { json } => status_cmd::status(namespace, json),
         TelemetryCommand::View => report_cmd::view(namespace),
-        TelemetryCommand::Report { dry_run, up } => report_cmd::report(namespace, dry_run, &up),
-        TelemetryCommand::Upload(up) => report_cmd::upload(namespace, &up),
+        TelemetryCommand::Report { dry_run } => report_cmd::report(namespace, dry_run),
+        TelemetryCommand::Upload => report_cmd::upload(namespace),
         TelemetryCommand::Clean => report_cmd::clean(namespace),
     }
 }

@@ -55,12 +55,6 @@ fn get(
 /// Fetches and verifies the signed config: `config_url`, then
 /// `config_url + ".minisig"`, checked with the settings' public key; a
 /// version below `accepted` is refused.
-///
-/// ```no_run
-/// use clearcount::upload::{fetch_config, UploadSettings};
-/// let s = UploadSettings::new("https://a/upload", "https://a/config.toml", clearcount::sign::PUBLIC_KEY);
-/// match fetch_config(&s, None) { Ok(c) => println!("config {}", c.version), Err(e) => eprintln!("{e}") }
-/// ```
 pub fn fetch_config(s: &UploadSettings, accepted: Option<u64>) -> Result<CollectionConfig, String> {
     let agent = agent(s);
     let (st, text) = get(&agent, &s.config_url, CONFIG_LIMIT, s)?;

@@ -1,66 +1,81 @@
 //! The weekly uploader: sampling, the signed config, and the HTTP POST.
 //!
 //! A toolchain compiles in [`UploadSettings`] (where to POST, where the
-//! signed config is, the public key) and hands them to
+//! signed config is, the public key that signs it) and hands them to
 //! [`Telemetry::upload`](crate::Telemetry::upload). From then on,
 //! [`Telemetry::start`](crate::Telemetry::start) does, at most once a day per
 //! installation and never in the host's way:
 //!
-//! 1. turn finished weeks into local reports ([`crate::weekly`]);
+//! 1. turn finished weeks into local reports (`reports/<week>.full.json`,
+//!    each with its X drawn once);
 //! 2. only in mode `on`, for each week that began on or after the day `on`
 //!    was set (today, when `on` comes only from the environment), is at most
 //!    three weeks old, and is not decided yet: if the report's X is above the
-//!    client's ceiling, the week is never sent and no config is fetched;
+//!    client's ceiling ([`UploadSettings::ceiling`], 0.1 unless set: so at
+//!    most one installation in ten ever sends a given week, whatever the
+//!    config's rates), the week is never sent and no config is fetched;
 //!    otherwise fetch `config_url` and `config_url + ".minisig"`, verify with
-//!    the compiled-in key, refuse a rollback, filter, and POST the filtered
-//!    report if anything remains;
+//!    the compiled-in key, refuse a rollback, keep each counter the config
+//!    declares whose rate is at least X, and POST the result if anything
+//!    remains;
 //! 3. the server's answer decides: 2xx sent (the exact bytes are copied to
 //!    `upload/<week>.json`), 4xx dropped, anything else retried on a later
 //!    day.
 //!
+//! The same settings drive `mytool telemetry report --dry-run`, which prints
+//! the exact bytes step 2 would send, and `clearcount --namespace mytool
+//! report --dry-run` (they are recorded in the telemetry directory for it).
+//!
 //! **Background.** By default the work runs in a detached child process, as
 //! Go does: `start` re-runs the current executable with the single argument
-//! [`CHILD_ARG`] and the environment variable [`CHILD_VAR`] set to the
-//! namespace, with null stdio. In the child, `Telemetry::start` sees the
-//! variable, does the work synchronously within
-//! [`UploadSettings::child_limit`] (a watchdog ends the process after it) and
-//! exits the process: the host's `main` never runs in the child. **So
-//! `Telemetry::start` must be the first thing `main` does.** Should the child
-//! find telemetry off (the user changed the mode meanwhile), `start` returns
-//! normally and `main` runs with the lone argument [`CHILD_ARG`], which a
-//! command-line tool rejects as a usage error. Long-running hosts that would
-//! rather not spawn a process choose [`UploadSettings::in_thread`].
+//! `clearcount_upload_child` and the environment variable
+//! `CLEARCOUNT_UPLOAD_CHILD` set to the namespace, with null stdio, and
+//! starts a small thread that reaps the child should the host outlive it
+//! (only on a day an upload is due). In the child, `Telemetry::start` sees
+//! the variable, does the work synchronously within
+//! [`UploadSettings::child_limit`] (a watchdog ends the process after it)
+//! and exits the process: the host's `main` never runs in the child. **So
+//! `Telemetry::start` must be the first thing `main` does.** Should the
+//! child find telemetry off (the user changed the mode meanwhile), it exits
+//! too. Long-running hosts that would rather not spawn a process choose
+//! [`UploadSettings::in_thread`].
 //!
 //! **Once a day.** The parent takes the day's token `upload/day-<date>.token`
 //! (created atomically, first writer wins) before it starts the background
 //! work; the work marks it done when it ends. A token neither done nor
-//! younger than [`LEASE`] belongs to a crashed attempt, and the next start
+//! younger than ten minutes belongs to a crashed attempt, and the next start
 //! takes a fresh one (`day-<date>.token.1`, …).
 //!
-//! ```no_run
+//! ```ignore
 //! use clearcount::{Telemetry, upload::UploadSettings};
+//! // The key the toolchain's config is signed with (`clearcount config keygen`).
+//! const MYTOOL_PUBLIC_KEY: &str = include_str!("../mytool.pub");
 //! fn main() {
 //!     let settings = UploadSettings::new(
 //!         "https://telemetry.example.org/upload",
-//!         "https://telemetry.example.org/config/config.toml",
-//!         clearcount::sign::PUBLIC_KEY,
+//!         "https://telemetry.example.org/config.toml",
+//!         MYTOOL_PUBLIC_KEY,
 //!     );
-//!     Telemetry::new("mytool", "mytool", "1.0").upload(settings).start();
+//!     Telemetry::new("mytool", "mytool", env!("CARGO_PKG_VERSION")).upload(settings).start();
 //!     // ... the program ...
 //! }
 //! ```
 
 mod child;
 mod fetch;
+mod settings;
 mod state;
+#[cfg(feature = "kit")]
 mod status;
 mod token;
 
-pub use child::{CHILD_ARG, CHILD_VAR, TOKEN_VAR};
-pub use fetch::fetch_config;
-pub use state::{Event, STATE_FILE, State, WeekDecision, load_state};
-pub use status::{UploadStatus, status};
-pub use token::LEASE;
+pub(crate) use child::CHILD_VAR;
+pub(crate) use fetch::fetch_config;
+#[cfg(feature = "kit")]
+pub(crate) use settings::for_commands as settings_for_commands;
+pub(crate) use state::{Event, State, WeekDecision, load_state};
+#[cfg(feature = "kit")]
+pub(crate) use status::status;
 
 use child::{background_work, child_main, spawn_child};
 use fetch::{Posted, post};
@@ -76,7 +91,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Reports whose week ended more than this many days ago are not sent.
-pub const MAX_AGE_DAYS: u64 = 21;
+pub(crate) const SEND_WITHIN_DAYS: u64 = 21;
 
 /// How the background work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +104,6 @@ pub enum Background {
 
 /// What a toolchain compiles in to upload: where to POST, where the signed
 /// config is, the key that signs it, and the sampling ceiling.
-///
-/// ```
-/// use clearcount::upload::UploadSettings;
-/// let s = UploadSettings::new("http://127.0.0.1:1/upload", "http://127.0.0.1:1/config.toml",
-///     clearcount::sign::PUBLIC_KEY).with_ceiling(0.05);
-/// assert_eq!(s.ceiling, 0.05);
-/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadSettings {
     /// Where reports are POSTed.
@@ -122,11 +130,6 @@ pub struct UploadSettings {
 impl UploadSettings {
     /// Settings with the defaults: ceiling 0.1, timeouts 5 s / 20 s, at most
     /// 60 s in a child process.
-    ///
-    /// ```
-    /// let s = clearcount::upload::UploadSettings::new("https://a/upload", "https://a/config.toml", "KEY");
-    /// assert_eq!(s.ceiling, 0.1);
-    /// ```
     pub fn new(upload_url: &str, config_url: &str, public_key: &str) -> UploadSettings {
         UploadSettings {
             upload_url: upload_url.to_string(),
@@ -141,11 +144,6 @@ impl UploadSettings {
     }
 
     /// Sets the sampling ceiling (clamped to `[0, 1]`).
-    ///
-    /// ```
-    /// let s = clearcount::upload::UploadSettings::new("u", "c", "k").with_ceiling(2.0);
-    /// assert_eq!(s.ceiling, 1.0);
-    /// ```
     pub fn with_ceiling(mut self, ceiling: f64) -> UploadSettings {
         self.ceiling = if ceiling.is_nan() {
             0.0
@@ -156,13 +154,6 @@ impl UploadSettings {
     }
 
     /// Sets the connect and total timeouts of each request.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let s = clearcount::upload::UploadSettings::new("u", "c", "k")
-    ///     .with_timeouts(Duration::from_secs(1), Duration::from_secs(3));
-    /// assert_eq!(s.total_timeout, Duration::from_secs(3));
-    /// ```
     pub fn with_timeouts(mut self, connect: Duration, total: Duration) -> UploadSettings {
         self.connect_timeout = connect;
         self.total_timeout = total;
@@ -170,12 +161,6 @@ impl UploadSettings {
     }
 
     /// Sets the longest time the background work may take.
-    ///
-    /// ```
-    /// let s = clearcount::upload::UploadSettings::new("u", "c", "k")
-    ///     .with_child_limit(std::time::Duration::from_secs(30));
-    /// assert_eq!(s.child_limit.as_secs(), 30);
-    /// ```
     pub fn with_child_limit(mut self, limit: Duration) -> UploadSettings {
         self.child_limit = limit;
         self
@@ -183,11 +168,6 @@ impl UploadSettings {
 
     /// Runs the background work in a thread of the host instead of a child
     /// process (for long-running hosts; the thread never delays exit).
-    ///
-    /// ```
-    /// use clearcount::upload::{Background, UploadSettings};
-    /// assert_eq!(UploadSettings::new("u", "c", "k").in_thread().background, Background::Thread);
-    /// ```
     pub fn in_thread(mut self) -> UploadSettings {
         self.background = Background::Thread;
         self
@@ -196,12 +176,6 @@ impl UploadSettings {
 
 impl crate::Telemetry {
     /// Uploads weekly reports with these settings (in mode `on` only).
-    ///
-    /// ```no_run
-    /// use clearcount::{Telemetry, upload::UploadSettings};
-    /// let s = UploadSettings::new("https://a/upload", "https://a/config.toml", clearcount::sign::PUBLIC_KEY);
-    /// Telemetry::new("mytool", "mytool", "1.0").upload(s).start();
-    /// ```
     pub fn upload(mut self, s: UploadSettings) -> Self {
         self.upload = Some(s);
         self
@@ -216,7 +190,7 @@ fn upload_dir(dir: &Path) -> PathBuf {
 
 /// What happened to one week in a run.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Sent; the bytes are in `upload/<week>.json`.
     Sent(Vec<u8>),
     /// Would be sent (dry run): exactly these bytes.
@@ -227,7 +201,7 @@ pub enum Action {
     Empty,
     /// The week began before the day `on` was set.
     BeforeOn,
-    /// The week ended more than [`MAX_AGE_DAYS`] days ago.
+    /// The week ended more than [`SEND_WITHIN_DAYS`] days ago.
     TooOld,
     /// The server refused it (4xx): dropped.
     Dropped(String),
@@ -239,9 +213,7 @@ pub enum Action {
 
 /// What one run of the uploader did.
 #[derive(Debug, Clone, Default)]
-pub struct RunResult {
-    /// Reports built from finished weeks.
-    pub built: Option<weekly::Built>,
+pub(crate) struct RunResult {
     /// Each week looked at, and what happened to it.
     pub weeks: Vec<(String, Action)>,
     /// The config version used, if one was fetched and accepted.
@@ -252,7 +224,7 @@ pub struct RunResult {
 
 /// Options of [`run`].
 #[derive(Debug, Clone, Copy)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Send nothing, record nothing: report what would be sent.
     pub dry_run: bool,
     /// Stop starting requests after this instant.
@@ -268,15 +240,8 @@ fn on_since(eff: &Effective, today: NaiveDate) -> NaiveDate {
 /// Decides what to do with one week's full report, given the config when
 /// one is needed: the same decision the real upload and the dry run take.
 /// Returns `Err(())` when the config is needed and not yet given.
-///
-/// ```
-/// use clearcount::report::Report;
-/// use clearcount::upload::{decide, Action};
-/// let r = Report { week: "2026-11-16".into(), x: 0.5, config: 0, programs: vec![] };
-/// assert_eq!(decide(&r, 0.1, None), Ok(Action::NotSampled(0.5)));
-/// ```
 #[allow(clippy::result_unit_err)]
-pub fn decide(
+pub(crate) fn decide(
     full: &Report,
     ceiling: f64,
     config: Option<&CollectionConfig>,
@@ -295,20 +260,14 @@ pub fn decide(
 /// Runs the uploader once, now, in the calling thread: builds finished
 /// weeks' reports, and in mode `on` (or for a dry run) decides, filters and
 /// sends each pending week. The caller holds the day's token, if it cares.
-///
-/// ```no_run
-/// use clearcount::upload::{run, RunOptions, UploadSettings};
-/// let dir = clearcount::dirs::telemetry_dir("mytool").unwrap();
-/// let eff = clearcount::mode::effective("mytool", Some(&dir), clearcount::mode::Mode::Local);
-/// let s = UploadSettings::new("https://a/upload", "https://a/config.toml", clearcount::sign::PUBLIC_KEY);
-/// let r = run(&dir, Some(&s), &eff, RunOptions { dry_run: true, deadline: None });
-/// println!("{}", r.summary);
-/// ```
-pub fn run(dir: &Path, s: Option<&UploadSettings>, eff: &Effective, opts: RunOptions) -> RunResult {
-    let mut result = RunResult {
-        built: Some(weekly::build_pending(dir, crate::clock::now())),
-        ..RunResult::default()
-    };
+pub(crate) fn run(
+    dir: &Path,
+    s: Option<&UploadSettings>,
+    eff: &Effective,
+    opts: RunOptions,
+) -> RunResult {
+    weekly::build_pending(dir, crate::clock::now());
+    let mut result = RunResult::default();
     let today = crate::clock::today();
     if eff.mode != Mode::On && !opts.dry_run {
         result.summary = format!("mode is {}: nothing is uploaded", eff.mode);
@@ -402,7 +361,7 @@ fn week_action(
     if since.is_some_and(|d| begin < d) {
         return Action::BeforeOn;
     }
-    if begin + chrono::Days::new(7 + MAX_AGE_DAYS) < today {
+    if begin + chrono::Days::new(7 + SEND_WITHIN_DAYS) < today {
         return Action::TooOld;
     }
     let cfg = match decide(&full, s.ceiling, None) {
@@ -459,7 +418,7 @@ fn final_outcome(a: &Action) -> Option<(&'static str, String)> {
             "before-on",
             "the week began before telemetry was turned on".into(),
         ),
-        Action::TooOld => ("too-old", format!("older than {MAX_AGE_DAYS} days")),
+        Action::TooOld => ("too-old", format!("older than {SEND_WITHIN_DAYS} days")),
         Action::Dropped(why) => ("dropped", why.clone()),
         Action::Unreadable(why) => ("unreadable", why.clone()),
         Action::WouldSend(_) | Action::Retry(_) => return None,
@@ -490,19 +449,17 @@ fn summarize(weeks: &[(String, Action)]) -> String {
 }
 
 /// Describes one week's action in plain words (for the CLI).
-///
-/// ```
-/// use clearcount::upload::{describe_action, Action};
-/// assert_eq!(describe_action("2026-11-16", &Action::BeforeOn),
-///     "week 2026-11-16: not sent: the week began before telemetry was turned on");
-/// ```
-pub fn describe_action(week: &str, a: &Action) -> String {
+#[cfg(feature = "kit")]
+pub(crate) fn describe_action(week: &str, a: &Action) -> String {
     describe(week, a)
 }
 // ---------------------------------------------------------------- start-up
 
 /// Called by [`crate::Telemetry::start`] once counting has started.
 pub(crate) fn on_start(t: &crate::Telemetry, s: &crate::Started) {
+    if let Some(u) = &t.upload {
+        settings::set_in_use(u);
+    }
     if std::env::var(CHILD_VAR).is_ok_and(|v| v == t.namespace) {
         child_main(t, s);
     }
@@ -513,6 +470,9 @@ pub(crate) fn on_start(t: &crate::Telemetry, s: &crate::Started) {
     let Some(token) = take_token(&dir) else {
         return;
     };
+    if let Some(u) = &t.upload {
+        settings::record(&dir, u);
+    }
     let today = crate::clock::today();
     let upload = s.mode == Mode::On && t.upload.is_some() && has_pending(&dir, today);
     if !upload && !weekly::any_finished(&dir, crate::clock::now()) {
@@ -545,4 +505,68 @@ fn has_pending(dir: &Path, _today: NaiveDate) -> bool {
     weeks.iter().any(|w| {
         !state.weeks.contains_key(w) && !upload_dir(dir).join(format!("{w}.json")).exists()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_matches_the_rate() {
+        // 20,000 simulated installations: X drawn by the real code, the report
+        // decided by the same function the uploader and the dry run use.
+        use crate::format::{Meta, Parsed};
+
+        assert!(std::env::var_os("CLEARCOUNT_TEST_X").is_none());
+        let text = "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"instrumented\"\nversions = [\"*\"]\n\
+             [[program.counter]]\nname = \"instrumented/a\"\nrate = 0.1\n\
+             [[program.counter]]\nname = \"instrumented/rare\"\nrate = 0.005\n";
+        let cfg = CollectionConfig::parse(text, "c").unwrap();
+        let meta = Meta::new(
+            "instrumented",
+            "0.1.0",
+            "linux",
+            "x86_64",
+            "2026-11-02".parse().unwrap(),
+        );
+        let mut p = Parsed {
+            meta,
+            counters: Default::default(),
+            stacks: Default::default(),
+            records: 2,
+        };
+        p.counters.insert("instrumented/a".into(), 1);
+        p.counters.insert("instrumented/rare".into(), 1);
+        let n = 20_000u32;
+        let (mut sent, mut kept_a, mut kept_rare, mut fetched) = (0u32, 0u32, 0u32, 0u32);
+        for _ in 0..n {
+            let r = weekly::build_report("2026-11-02", std::slice::from_ref(&p), weekly::draw_x());
+            let a = match decide(&r, 0.1, None) {
+                Ok(a) => a,
+                Err(()) => {
+                    fetched += 1;
+                    decide(&r, 0.1, Some(&cfg)).unwrap()
+                }
+            };
+            if let Action::WouldSend(b) = a {
+                sent += 1;
+                let r = Report::from_slice(&b).unwrap();
+                kept_a += r.programs[0].counters.contains_key("instrumented/a") as u32;
+                kept_rare += r.programs[0].counters.contains_key("instrumented/rare") as u32;
+            }
+        }
+        let check = |what: &str, got: u32, p: f64| {
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            let share = got as f64 / n as f64;
+            eprintln!("{what}: {share:.4} (rate {p}, sd {sd:.4})");
+            assert!(
+                (share - p).abs() <= 4.0 * sd,
+                "{what}: {share} vs {p} ± 4 sd ({sd})"
+            );
+        };
+        check("config fetched (X <= ceiling 0.1)", fetched, 0.1);
+        check("reports sent", sent, 0.1);
+        check("counter at rate 0.1 kept", kept_a, 0.1);
+        check("counter at rate 0.005 kept", kept_rare, 0.005);
+    }
 }

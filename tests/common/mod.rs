@@ -1,15 +1,12 @@
 //! Helpers shared by the integration tests (and, through `#[path]`, the
 //! benchmarks): temporary directories, child processes killed on drop, the
-//! example programs, and moto's S3 server.
+//! example programs, and the `clearcount` command.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-#[cfg(feature = "s3")]
-pub mod moto;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -69,6 +66,32 @@ pub fn example(name: &str, features: &[&str]) -> PathBuf {
         assert!(
             out.status.success(),
             "building example {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    exe
+}
+
+/// The `clearcount` command (package `clearcount-cli`), built with the same
+/// profile if it is not there yet (`cargo test --workspace` builds it
+/// first).
+pub fn cli() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let exe = dir.join(format!("clearcount{}", std::env::consts::EXE_SUFFIX));
+    if !exe.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "clearcount-cli"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "building clearcount: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

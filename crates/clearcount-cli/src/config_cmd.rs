@@ -1,0 +1,181 @@
+//! `clearcount config …`: check, sign and verify the collection config.
+
+use clearcount_protocol::config::{CollectionConfig, DeclaredCounters, check};
+use clearcount_protocol::sign;
+use std::path::{Path, PathBuf};
+
+/// The `config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Check the collection config against the declared counters and print
+    /// every problem as `file:line: message`.
+    Check {
+        /// The collection config.
+        #[arg(long, default_value = "config/config.toml")]
+        config: PathBuf,
+        /// The directory of declared counters (`<program>.toml` files).
+        #[arg(long, default_value = "config/counters")]
+        counters: PathBuf,
+    },
+    /// Create a signing key pair (the secret key is not encrypted: keep it
+    /// offline). Refuses to overwrite existing files.
+    Keygen {
+        /// Where to write the public key.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// Where to write the secret key.
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+    },
+    /// Sign a config (after checking that it parses); writes CONFIG.minisig.
+    Sign {
+        /// The secret key file.
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// The config to sign.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+    },
+    /// Verify a config's signature (CONFIG.minisig unless --signature is
+    /// given); exits 0 only for a good signature on a valid config.
+    Verify {
+        /// The public key file (or its base64 line).
+        #[arg(long, value_name = "FILE", default_value = "config/clearcount.pub")]
+        public_key: String,
+        /// The signature file; default CONFIG.minisig.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The config to verify.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// True for the base64 line of a minisign public key (56 characters of
+/// the base64 alphabet, which includes `/` and `+`).
+fn is_base64_key(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 56
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+fn check_paths(config: &Path, counters: &Path) -> Result<Vec<String>, String> {
+    let shown = config.display().to_string();
+    let text = read(config)?;
+    let mut problems = Vec::new();
+    let cfg = CollectionConfig::parse(&text, &shown);
+    let declared = DeclaredCounters::load_dir(counters);
+    match (&cfg, &declared) {
+        (Ok(cfg), Ok(declared)) => {
+            if let Err(errs) = check(cfg, declared) {
+                problems.extend(errs.iter().map(|e| e.to_string()));
+            }
+        }
+        _ => {
+            if let Err(e) = &cfg {
+                problems.push(e.to_string());
+            }
+            if let Err(errs) = &declared {
+                problems.extend(errs.iter().map(|e| e.to_string()));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Runs a `config` subcommand. Output goes to stdout; an error is one line
+/// for the caller to print before exiting non-zero.
+pub(crate) fn run(cmd: ConfigCommand) -> Result<(), String> {
+    match cmd {
+        ConfigCommand::Check { config, counters } => {
+            let problems = check_paths(&config, &counters)?;
+            for p in &problems {
+                println!("{p}");
+            }
+            match problems.len() {
+                0 => {
+                    println!(
+                        "{}: ok (checked against {})",
+                        config.display(),
+                        counters.display()
+                    );
+                    Ok(())
+                }
+                1 => Err(format!("{}: 1 problem", config.display())),
+                n => Err(format!("{}: {n} problems", config.display())),
+            }
+        }
+        ConfigCommand::Keygen {
+            public_key: public,
+            secret_key: secret,
+        } => {
+            let pk = sign::keygen(&public, &secret).map_err(|e| e.to_string())?;
+            let id = pk.lines().next().unwrap_or("").trim();
+            println!("wrote {} ({id})", public.display());
+            println!(
+                "wrote {} — the secret key is NOT encrypted: keep it offline and never commit it",
+                secret.display()
+            );
+            Ok(())
+        }
+        ConfigCommand::Sign {
+            secret_key: secret,
+            config,
+        } => {
+            let text = read(&config)?;
+            let cfg = CollectionConfig::parse(&text, &config.display().to_string())
+                .map_err(|e| format!("not signing an invalid config: {e}"))?;
+            let out = sign::sign(&secret, &config).map_err(|e| e.to_string())?;
+            println!(
+                "signed {} (version {}) -> {}",
+                config.display(),
+                cfg.version,
+                out.display()
+            );
+            Ok(())
+        }
+        ConfigCommand::Verify {
+            public_key: public,
+            signature,
+            config,
+        } => {
+            let key = if Path::new(&public).is_file() {
+                read(Path::new(&public))?
+            } else if is_base64_key(&public) {
+                public.clone()
+            } else {
+                return Err(format!("{public}: public key file not found"));
+            };
+            let text = read(&config)?;
+            let sig_path = signature.unwrap_or_else(|| {
+                let mut s = config.as_os_str().to_owned();
+                s.push(".minisig");
+                PathBuf::from(s)
+            });
+            let sig = match std::fs::read_to_string(&sig_path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(format!(
+                        "{}: signature is missing ({} does not exist)",
+                        config.display(),
+                        sig_path.display()
+                    ));
+                }
+                Err(e) => return Err(format!("{}: cannot read: {e}", sig_path.display())),
+            };
+            let cfg = sign::verify_config(&key, &text, &sig, None)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            println!(
+                "{}: good signature, config version {}",
+                config.display(),
+                cfg.version
+            );
+            Ok(())
+        }
+    }
+}

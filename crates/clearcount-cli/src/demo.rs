@@ -1,0 +1,513 @@
+//! `clearcount demo`: the whole flow on this machine, in well under a
+//! minute, from the binary `cargo run` already built.
+//!
+//! 1. Makes a throwaway key pair and signs a demo collection config (the
+//!    published `config/config.toml` with every rate set to 1, so every
+//!    simulated installation reports).
+//! 2. Starts the collection server on loopback.
+//! 3. Simulates installations of the example tool `instrumented`: each is a
+//!    telemetry directory of its own (`CLEARCOUNT_DIR`), opted in with
+//!    `clearcount on`, whose tool runs on days of the last four weeks
+//!    (`CLEARCOUNT_NOW` moves its clock). The tool is this executable run as
+//!    `clearcount demo-tool …` (hidden): like any instrumented program it
+//!    starts telemetry first thing, with upload settings pointing at the
+//!    demo server, and counts. On the first run of a day after a week ends,
+//!    `Telemetry::start` builds that week's report and the real uploader
+//!    sends it from a detached child process (this executable again): the
+//!    signed config fetch, sampling, the HTTP POST.
+//! 4. Merges the archive and prints the URL of the charts and where every
+//!    file is. The server stays up until Ctrl-C (or stops at once with
+//!    `--exit`); the demo's files are removed then, unless `--data` was
+//!    given.
+
+use clearcount::upload::UploadSettings;
+use clearcount::{Counter, StackCounter, Telemetry, counter};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The declared counters of the example tool, as published.
+const DECLARED: &str = include_str!("../../../config/counters/instrumented.toml");
+/// The published collection config, made into the demo config.
+const PUBLISHED_CONFIG: &str = include_str!("../../../config/config.toml");
+
+/// Weeks simulated (all finished, the last one ending today).
+const WEEKS: u64 = 4;
+/// The example tool's namespace and program name.
+const NAMESPACE: &str = "example";
+const PROGRAM: &str = "instrumented";
+
+/// What a simulated installation's tool is told (it inherits them, and so
+/// does its upload child).
+const UPLOAD_VAR: &str = "CLEARCOUNT_DEMO_UPLOAD_URL";
+const CONFIG_VAR: &str = "CLEARCOUNT_DEMO_CONFIG_URL";
+const KEY_VAR: &str = "CLEARCOUNT_DEMO_PUBLIC_KEY";
+
+/// Arguments of `clearcount demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Address for the server (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Keep the demo's files here (default: a temporary directory, removed
+    /// when the demo ends).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Stop when done instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+    /// Number of simulated installations.
+    #[arg(long, default_value_t = 40)]
+    installations: usize,
+    /// Charts hide a bucket seen in fewer than this many reports in a week.
+    #[arg(long, default_value_t = 10)]
+    min_reports: u64,
+}
+
+/// Arguments of `clearcount demo-tool` (hidden): one run of the example
+/// tool, `hello`, `inc NAME [TIMES]` or `stack NAME`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ToolArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// In a simulated installation's tool (or its upload child), starts
+/// telemetry before anything else, with the demo server's settings. In the
+/// upload child this does the upload and never returns.
+pub(crate) fn start_if_tool() {
+    let (Ok(upload), Ok(config), Ok(key)) = (
+        std::env::var(UPLOAD_VAR),
+        std::env::var(CONFIG_VAR),
+        std::env::var(KEY_VAR),
+    ) else {
+        return;
+    };
+    // Every installation is in the sample: the demo config's rates are 1.
+    let settings = UploadSettings::new(&upload, &config, &key).with_ceiling(1.0);
+    Telemetry::new(NAMESPACE, PROGRAM, env!("CARGO_PKG_VERSION"))
+        .upload(settings)
+        .start();
+}
+
+static HELLO: Counter = Counter::new("instrumented/command:hello");
+static INC: Counter = Counter::new("instrumented/command:inc");
+static STACK: Counter = Counter::new("instrumented/command:stack");
+static DEFAULT_STACK: StackCounter = StackCounter::new("instrumented/stack", 8);
+static OTHER_STACK: StackCounter = StackCounter::new("instrumented/stack-other", 8);
+
+/// One run of the example tool (telemetry was started in `main`).
+pub(crate) fn tool(args: ToolArgs) -> Result<(), String> {
+    let args: Vec<&str> = args.args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["hello"] => HELLO.inc(),
+        ["inc", name] => {
+            INC.inc();
+            counter::inc(name);
+        }
+        ["inc", name, times] => {
+            INC.inc();
+            let times: u64 = times.parse().map_err(|_| "TIMES must be a number")?;
+            counter::add(name, times);
+        }
+        ["stack", name] => {
+            STACK.inc();
+            nested(if *name == "instrumented/stack-other" {
+                &OTHER_STACK
+            } else {
+                &DEFAULT_STACK
+            });
+        }
+        _ => return Err("usage: demo-tool hello | inc NAME [TIMES] | stack NAME".into()),
+    }
+    Ok(())
+}
+
+#[inline(never)]
+fn nested(c: &'static StackCounter) {
+    c.inc();
+    std::hint::black_box(());
+}
+
+/// A small deterministic generator, so a demo run is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The demo config: the published one with every rate set to 1.
+fn demo_config() -> String {
+    PUBLISHED_CONFIG
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("rate =") {
+                "rate = 1.0".to_string()
+            } else if t.starts_with("sample_rate =") {
+                "sample_rate = 1.0".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn io(what: &str, p: &Path, e: impl std::fmt::Display) -> String {
+    format!("cannot {what} {}: {e}", p.display())
+}
+
+/// Where the demo server is, for the tools.
+struct Server {
+    upload: String,
+    config: String,
+    public_key: String,
+}
+
+/// One installation: its directory and its clock.
+struct Installation<'a> {
+    exe: &'a Path,
+    dir: PathBuf,
+    server: &'a Server,
+}
+
+impl Installation<'_> {
+    /// Runs this executable in the installation at `now`.
+    fn command(&self, now: &str) -> Command {
+        let mut c = Command::new(self.exe);
+        c.env("CLEARCOUNT_DIR", &self.dir)
+            .env("CLEARCOUNT_NOW", now)
+            // Simulated installations are not the user's: their settings apply.
+            .env_remove("DO_NOT_TRACK")
+            .env_remove("EXAMPLE_TELEMETRY")
+            .env_remove("CLEARCOUNT_NAMESPACE");
+        c
+    }
+
+    fn check(out: std::io::Result<std::process::Output>, what: &str) -> Result<(), String> {
+        let out = out.map_err(|e| format!("cannot run {what}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `clearcount --namespace example on`, on `day`.
+    fn opt_in(&self, day: chrono::NaiveDate) -> Result<(), String> {
+        let out = self
+            .command(&format!("{day}T08:00:00Z"))
+            .args(["--namespace", NAMESPACE, "on"])
+            .output();
+        Self::check(out, "clearcount on")
+    }
+
+    /// One run of the tool on `day`; then waits until the upload it may
+    /// have started that day is over (the day's token is marked done).
+    fn run(&self, day: chrono::NaiveDate, minute: u64, args: &[&str]) -> Result<(), String> {
+        let now = format!("{day}T{:02}:{:02}:00Z", 8 + minute / 60 % 12, minute % 60);
+        let out = self
+            .command(&now)
+            .arg("demo-tool")
+            .args(args)
+            .env(UPLOAD_VAR, &self.server.upload)
+            .env(CONFIG_VAR, &self.server.config)
+            .env(KEY_VAR, &self.server.public_key)
+            .output();
+        Self::check(out, &format!("demo-tool {}", args.join(" ")))?;
+        self.wait_for_upload(day)
+    }
+
+    /// Waits (up to 30 s) until no upload attempt of `day` is in progress:
+    /// the uploader's day token (`upload/day-<date>.token`) says `done`.
+    fn wait_for_upload(&self, day: chrono::NaiveDate) -> Result<(), String> {
+        let token = self
+            .dir
+            .join(NAMESPACE)
+            .join("upload")
+            .join(format!("day-{day}.token"));
+        let start = Instant::now();
+        loop {
+            match std::fs::read_to_string(&token) {
+                Err(_) => return Ok(()), // no attempt that day
+                Ok(t) if t.starts_with("done") => return Ok(()),
+                Ok(_) if start.elapsed() > Duration::from_secs(30) => {
+                    return Err(format!("the upload of {day} did not finish"));
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// Four weeks of use: `seed` gives the installation its character.
+    fn simulate(&self, seed: u64, today: chrono::NaiveDate) -> Result<(), String> {
+        use chrono::Datelike;
+        let ns_dir = self.dir.join(NAMESPACE);
+        std::fs::create_dir_all(&ns_dir).map_err(|e| io("create", &ns_dir, e))?;
+        // Weeks start on today's weekday, so the last simulated week ends
+        // today (spec: `week-start` holds the weekday's English name).
+        std::fs::write(ns_dir.join("week-start"), format!("{}\n", today.weekday()))
+            .map_err(|e| io("write", &ns_dir, e))?;
+        self.opt_in(today - chrono::Days::new(7 * WEEKS + 1))?;
+        let mut rng = Rng(seed);
+        // Each installation has a character: how busy, how slow, flags.
+        let busy = 1 + rng.below(4);
+        let slow = rng.below(4);
+        let verbose = rng.chance(35);
+        for w in 0..WEEKS {
+            let begin = today - chrono::Days::new(7 * (WEEKS - w));
+            if rng.chance(10) {
+                continue; // not used that week
+            }
+            let runs = busy + rng.below(3);
+            let mut days: Vec<u64> = (0..runs).map(|_| rng.below(7)).collect();
+            days.sort();
+            for (i, d) in days.into_iter().enumerate() {
+                let day = begin + chrono::Days::new(d);
+                let minute = i as u64 * 37 + rng.below(30);
+                match rng.below(6) {
+                    0 | 1 => self.run(day, minute, &["hello"])?,
+                    2 => {
+                        let n = (1 + rng.below(50)).to_string();
+                        self.run(day, minute, &["inc", "instrumented/inc", &n])?
+                    }
+                    3 => self.run(day, minute, &["stack", "instrumented/stack"])?,
+                    4 => {
+                        let buckets = ["<10ms", "<100ms", "<1s", ">=1s"];
+                        let b = buckets[((rng.below(3) + slow) as usize).min(3)];
+                        self.run(day, minute, &["inc", &format!("instrumented/duration:{b}")])?
+                    }
+                    _ => self.run(day, minute, &["stack", "instrumented/stack-other"])?,
+                }
+                if verbose {
+                    self.run(day, minute + 1, &["inc", "instrumented/flag:verbose"])?;
+                }
+                if rng.chance(15) {
+                    // Not declared: counted locally, never collected.
+                    self.run(day, minute + 2, &["inc", "instrumented/undeclared-thing"])?;
+                }
+            }
+        }
+        // Today: the last week is over; its report goes out.
+        self.run(today, 0, &["hello"])
+    }
+}
+
+/// Removes the demo's temporary files when the demo ends, however it ends.
+struct TempData(Option<PathBuf>);
+
+impl Drop for TempData {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Runs the demo.
+pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let (data, _cleanup) = match &args.data {
+        Some(d) => (d.clone(), TempData(None)),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "clearcount-demo-{}-{}",
+                chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+                std::process::id()
+            ));
+            (d.clone(), TempData(Some(d)))
+        }
+    };
+    let keys = data.join("keys");
+    let config_dir = data.join("config");
+    let counters_dir = config_dir.join("counters");
+    let installs = data.join("installations");
+    let store = data.join("server");
+    for d in [&keys, &counters_dir, &installs, &store] {
+        std::fs::create_dir_all(d).map_err(|e| io("create", d, e))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+
+    // 1. A throwaway key pair and a signed demo config.
+    let public = keys.join("demo.pub");
+    let secret = keys.join("demo.secret");
+    if !public.exists() || !secret.exists() {
+        let _ = std::fs::remove_file(&public);
+        let _ = std::fs::remove_file(&secret);
+        clearcount_protocol::sign::keygen(&public, &secret).map_err(|e| e.to_string())?;
+    }
+    let config = config_dir.join("config.toml");
+    std::fs::write(&config, demo_config()).map_err(|e| io("write", &config, e))?;
+    std::fs::write(counters_dir.join("instrumented.toml"), DECLARED)
+        .map_err(|e| io("write", &counters_dir, e))?;
+    clearcount_protocol::sign::sign(&secret, &config).map_err(|e| e.to_string())?;
+    let public_key = std::fs::read_to_string(&public).map_err(|e| io("read", &public, e))?;
+
+    // 2. The server, on its own runtime thread.
+    let opts = clearcount_server::ServerOptions {
+        addr: args.addr,
+        data: store.to_string_lossy().into_owned(),
+        config: Some(config.clone()),
+        public_key: Some(public.clone()),
+        counters: Some(counters_dir.clone()),
+        min_reports: args.min_reports,
+        merge_interval: Duration::from_secs(5),
+    };
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let exit = args.exit;
+    let server = std::thread::Builder::new()
+        .name("clearcount-demo-server".into())
+        .spawn(move || -> Result<(), String> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            rt.block_on(async move {
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                let shutdown = async move {
+                    if exit {
+                        let _ = stop_rx.await;
+                    } else {
+                        tokio::select! {
+                            _ = stop_rx => {}
+                            _ = clearcount_server::shutdown_signal() => {}
+                        }
+                    }
+                };
+                let task = tokio::spawn(clearcount_server::serve_with_shutdown(
+                    opts,
+                    Some(ready_tx),
+                    shutdown,
+                ));
+                match ready_rx.await {
+                    Ok(addr) => {
+                        let _ = addr_tx.send(Ok(addr));
+                    }
+                    Err(_) => {
+                        let r = task.await.map_err(|e| e.to_string()).and_then(|r| r);
+                        let _ = addr_tx.send(Err(r
+                            .err()
+                            .unwrap_or_else(|| "server did not start".into())));
+                        return Ok(());
+                    }
+                }
+                task.await.map_err(|e| format!("server task failed: {e}"))?
+            })
+        })
+        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+    let addr: SocketAddr = addr_rx
+        .recv()
+        .map_err(|_| "the server stopped before listening".to_string())??;
+    let base = format!("http://{addr}");
+    println!("demo: server listening on {base}/");
+    let srv = Server {
+        upload: format!("{base}/upload"),
+        config: format!("{base}/config.toml"),
+        public_key,
+    };
+
+    // 3. Simulated installations, two at a time (one per core).
+    let today = chrono::Utc::now().date_naive();
+    let n = args.installations.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    println!("demo: simulating {n} installations over {WEEKS} weeks ...");
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let inst = Installation {
+                        exe: &exe,
+                        dir: installs.join(format!("{i:03}")),
+                        server: &srv,
+                    };
+                    if let Err(e) = inst.simulate(0xc1ea_7c00 + i as u64, today) {
+                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = errors.into_inner().unwrap_or_default().into_iter().next() {
+        let _ = stop_tx.send(());
+        let _ = server.join();
+        return Err(e);
+    }
+
+    // 4. The archive, rebuilt now (the server also does it on a schedule).
+    let stats = clearcount_server::merge_blocking(&store.to_string_lossy(), args.min_reports)?;
+    println!(
+        "demo: archive holds {} reports in {} weekly files (done in {:.1} s)",
+        stats.reports,
+        stats.weeks,
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("  charts:        {base}/charts");
+    println!("  archive:       {base}/data/");
+    println!("  config:        {base}/config");
+    println!("  counters:      {base}/counters");
+    println!();
+    println!(
+        "  files{}:",
+        if args.data.is_none() {
+            " (removed when the demo ends; keep them with --data DIR)"
+        } else {
+            ""
+        }
+    );
+    println!("    demo data     {}", data.display());
+    println!("    server store  {}", store.display());
+    println!(
+        "    config        {} (+ .minisig), counters in {}",
+        config.display(),
+        counters_dir.display()
+    );
+    println!("    demo keys     {} (throwaway)", keys.display());
+    println!(
+        "    installations {} (each a CLEARCOUNT_DIR; try `CLEARCOUNT_DIR={}/000 clearcount --namespace example status`)",
+        installs.display(),
+        installs.display()
+    );
+    if args.exit {
+        let _ = stop_tx.send(());
+        server
+            .join()
+            .map_err(|_| "the server thread panicked".to_string())??;
+        println!("demo: done");
+        return Ok(());
+    }
+    println!();
+    println!("demo: serving {base}/ until Ctrl-C");
+    // Keep the sender alive so the server runs until the signal.
+    let result = server
+        .join()
+        .map_err(|_| "the server thread panicked".to_string())?;
+    drop(stop_tx);
+    result
+}

@@ -1,0 +1,104 @@
+//! The `clearcount` command: one front end over the libraries, for people
+//! and scripts.
+//!
+//! | command | what | code |
+//! |---|---|---|
+//! | `status`, `view`, `report`, `upload`, `on`, `off`, `local`, `clean` | see and control one toolchain's telemetry (`--namespace`) | the same commands a toolchain mounts as `mytool telemetry …` (`clearcount::kit::subcommand`) |
+//! | `dump` | any counter file, every counter | `dump.rs`, over `clearcount::dump` |
+//! | `config` | check, key pairs, sign, verify the collection config | `config_cmd.rs`, over `clearcount-protocol` |
+//! | `serve`, `merge` | the collection server, the archive rebuild | `serve_cmd.rs`, over `clearcount-server` |
+//! | `demo` | the whole flow on this machine | `demo.rs` |
+//!
+//! Errors are one line on stderr and a non-zero exit status, never a panic.
+
+use clap::{Parser, Subcommand};
+use clearcount::kit::subcommand::TelemetryCommand;
+
+mod config_cmd;
+mod demo;
+mod dump;
+mod serve_cmd;
+
+/// The `clearcount` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clearcount",
+    version,
+    about = "Transparent, counter-based telemetry: see what is counted, what is sent, and switch it off"
+)]
+struct Cli {
+    /// The toolchain whose telemetry to see or control (its namespace,
+    /// e.g. `mytool`); for status, view, report, upload, on, off, local
+    /// and clean.
+    #[arg(long, value_name = "NS", env = "CLEARCOUNT_NAMESPACE")]
+    namespace: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Telemetry(TelemetryCommand),
+    /// Print a counter file's metadata and every counter (files in use
+    /// too).
+    Dump {
+        /// Print JSON (`counters-spec/file-format.md` §8) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Counter files (`*.count`).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Check, sign and verify the collection config.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Run the collection server and public archive.
+    Serve(serve_cmd::ServeArgs),
+    /// Rebuild the weekly archive files of a server's data.
+    Merge(serve_cmd::MergeArgs),
+    /// The whole flow on this machine: server, simulated installations,
+    /// uploads, archive, charts.
+    Demo(demo::DemoArgs),
+    /// One run of a simulated installation's tool (the demo runs it).
+    #[command(hide = true)]
+    DemoTool(demo::ToolArgs),
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Telemetry(t) => {
+            let ns = cli
+                .namespace
+                .ok_or("this command needs --namespace NS (or CLEARCOUNT_NAMESPACE)")?;
+            clearcount::kit::subcommand::run_as(&format!("clearcount --namespace {ns}"), &ns, t)
+        }
+        Command::Dump { json, files } => dump::run(&files, json),
+        Command::Config(c) => config_cmd::run(c),
+        Command::Serve(a) => serve_cmd::run_serve(a),
+        Command::Merge(a) => serve_cmd::run_merge(a),
+        Command::Demo(a) => demo::run(a),
+        Command::DemoTool(a) => demo::tool(a),
+    }
+}
+
+fn main() {
+    // A simulated installation's tool starts telemetry before anything
+    // else, as every instrumented program must (its upload child re-runs
+    // this executable).
+    demo::start_if_tool();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = run(cli) {
+        eprintln!("clearcount: {e}");
+        std::process::exit(1);
+    }
+}

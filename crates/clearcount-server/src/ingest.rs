@@ -1,0 +1,196 @@
+//! `POST /upload`: validation, filtering and storage of one report.
+//!
+//! Every refusal is a 4xx with a one-line plain-text reason; see
+//! [`check_upload`] for the checks, which need no server.
+
+use super::store::{self, PutOutcome};
+use super::{ACCEPTED_AGE_DAYS, AppState, MAX_BODY};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clearcount_protocol::config::CollectionConfig;
+use clearcount_protocol::report::Report;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bodies over [`MAX_BODY`] but under this are read (and dropped) before the
+/// 413, so the client can read the answer.
+const DRAIN: usize = 1024 * 1024;
+
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an upload is refused: an HTTP status and a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status code (4xx).
+    pub status: u16,
+    /// One line of plain text.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A 400 with `reason` (cut to one line of at most 300 bytes).
+    pub fn bad(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 400,
+            reason: one_line(&reason.into()),
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > 300 {
+        let mut cut = 300;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// What a valid upload comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// SHA-256 (hex) of the canonical bytes of the report as received.
+    pub hash: String,
+    /// The report reduced by the config, or `None` if nothing was left.
+    pub kept: Option<Report>,
+}
+
+/// Checks an upload body against the rules and reduces it by the config.
+///
+/// Refused: a body over [`MAX_BODY`] bytes (413), anything
+/// [`Report::from_slice`] refuses (unknown fields, wrong types, a bad week,
+/// X out of range, negative or too large counts, bad names), a week that
+/// starts after `now`'s date, or more than [`ACCEPTED_AGE_DAYS`] days before it.
+pub fn check_upload(
+    body: &[u8],
+    config: &CollectionConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Checked, Refusal> {
+    if body.len() > MAX_BODY {
+        return Err(Refusal {
+            status: 413,
+            reason: format!("report too large: more than {MAX_BODY} bytes"),
+        });
+    }
+    let report = Report::from_slice(body).map_err(|e| Refusal::bad(e.to_string()))?;
+    let week = report
+        .week_date()
+        .map_err(|e| Refusal::bad(e.to_string()))?;
+    let today = now.date_naive();
+    if week > today {
+        return Err(Refusal::bad(format!(
+            "week {} starts in the future (server date {today})",
+            report.week
+        )));
+    }
+    if (today - week).num_days() > ACCEPTED_AGE_DAYS {
+        return Err(Refusal::bad(format!(
+            "week {} is too old: more than {} weeks before the server date {today}",
+            report.week,
+            ACCEPTED_AGE_DAYS / 7
+        )));
+    }
+    let hash = store::sha256_hex(&report.to_bytes());
+    let kept = config.filter(&report);
+    Ok(Checked {
+        hash,
+        kept: (!kept.programs.is_empty()).then_some(kept),
+    })
+}
+
+fn text(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+/// The `POST /upload` handler.
+pub(crate) async fn upload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("report too large: more than {MAX_BODY} bytes"),
+        )
+    };
+    // A body up to DRAIN bytes is read whole, so that the client, still
+    // sending, gets the 413 and its reason rather than a reset connection.
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > DRAIN as u64) {
+        return too_large();
+    }
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, DRAIN)).await {
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "report body not received in time",
+            );
+        }
+        Ok(Err(e)) => {
+            if e.to_string().contains("length limit") {
+                return too_large();
+            }
+            return text(StatusCode::BAD_REQUEST, "the report body could not be read");
+        }
+        Ok(Ok(b)) if b.len() > MAX_BODY => return too_large(),
+        Ok(Ok(b)) => b,
+    };
+    let Some(cfg) = state.current_config() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server has no collection config; try again later",
+        );
+    };
+    let checked = match check_upload(&bytes, &cfg.config, super::now()) {
+        Ok(c) => c,
+        Err(r) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, &r.reason);
+        }
+    };
+    let Some(kept) = checked.kept else {
+        return text(
+            StatusCode::OK,
+            "nothing kept: the collection config declares none of this report's programs or counters; nothing stored",
+        );
+    };
+    let key = store::report_key(&kept.week, &checked.hash);
+    match state.store.put_if_absent(&key, kept.to_bytes()).await {
+        Ok(PutOutcome::Created) => {
+            if let Ok(mut d) = state.dirty.lock() {
+                d.insert(kept.week.clone());
+            }
+            text(StatusCode::CREATED, &format!("stored {}", checked.hash))
+        }
+        Ok(PutOutcome::Existed) => text(
+            StatusCode::OK,
+            &format!("already stored {} (duplicate upload)", checked.hash),
+        ),
+        Err(e) => {
+            eprintln!("clearcount serve: cannot store a report: {e}");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server cannot store reports right now; try again later",
+            )
+        }
+    }
+}

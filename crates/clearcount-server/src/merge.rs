@@ -1,0 +1,282 @@
+//! The public archive: every week's kept reports merged into one
+//! newline-delimited JSON file, `archive/<week>.ndjson`.
+//!
+//! The merge streams: it lists one shard of keys at a time
+//! (`reports/<week>/<h2>/`, 1/256 of the week), reads one report at a time,
+//! and appends it to a temporary file that then replaces the old archive
+//! atomically. Reports are written in key order and as stored (canonical
+//! bytes), so merging twice gives the same bytes, and two merges running at
+//! once each produce the whole file: the last rename wins, nothing is torn.
+//! The `week` of an archive is the reports' `week` field.
+
+use super::publish::PublishOptions;
+use super::store::{self, Store};
+use clearcount_protocol::report::Report;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Archive files written.
+    pub weeks: usize,
+    /// Reports written into them.
+    pub reports: u64,
+    /// Stored objects skipped because they were not valid reports.
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for MergeStats {
+    fn add_assign(&mut self, o: MergeStats) {
+        self.weeks += o.weeks;
+        self.reports += o.reports;
+        self.skipped += o.skipped;
+    }
+}
+
+static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn is_week(s: &str) -> bool {
+    s.len() == 10
+        && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .is_ok_and(|d| d.format("%Y-%m-%d").to_string() == s)
+}
+
+/// The weeks that have stored reports, sorted.
+pub async fn report_weeks(store: &dyn Store) -> io::Result<Vec<String>> {
+    let listing = store.list("reports/").await?;
+    Ok(listing
+        .dirs
+        .iter()
+        .filter_map(|d| {
+            d.strip_prefix("reports/")
+                .and_then(|d| d.strip_suffix('/'))
+                .filter(|w| is_week(w))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+/// Rebuilds `archive/<week>.ndjson` from `reports/<week>/`. Streams: memory
+/// does not depend on the number of reports.
+pub async fn merge_week(store: Arc<dyn Store>, week: String) -> io::Result<MergeStats> {
+    if !is_week(&week) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{week:?} is not a week (YYYY-MM-DD)"),
+        ));
+    }
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || merge_week_blocking(&handle, &*store, &week))
+        .await
+        .map_err(|e| io::Error::other(format!("merge task failed: {e}")))?
+}
+
+fn merge_week_blocking(
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    week: &str,
+) -> io::Result<MergeStats> {
+    let scratch = store.scratch_dir();
+    std::fs::create_dir_all(&scratch)?;
+    let tmp = scratch.join(format!(
+        "merge-{}-{}-{week}",
+        std::process::id(),
+        SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut out = io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&tmp)?);
+        let mut stats = MergeStats {
+            weeks: 1,
+            ..MergeStats::default()
+        };
+        let week_prefix = format!("reports/{week}/");
+        let shards = rt.block_on(store.list(&week_prefix))?;
+        for shard in &shards.dirs {
+            let listing = rt.block_on(store.list(shard))?;
+            for obj in &listing.objects {
+                if !obj.key.ends_with(".json") {
+                    continue;
+                }
+                let Some(bytes) = rt.block_on(store.get(&obj.key))? else {
+                    continue; // deleted meanwhile
+                };
+                match Report::from_slice(&bytes) {
+                    Ok(r) if r.week == week => {
+                        // Canonical bytes: one line, whatever the file held.
+                        out.write_all(&r.to_bytes())?;
+                        out.write_all(b"\n")?;
+                        stats.reports += 1;
+                    }
+                    _ => stats.skipped += 1,
+                }
+            }
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        rt.block_on(store.put_file(&store::archive_key(week), &tmp))?;
+        Ok(stats)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Rebuilds the archive of the given weeks.
+pub async fn merge_weeks(store: Arc<dyn Store>, weeks: Vec<String>) -> io::Result<MergeStats> {
+    let mut total = MergeStats::default();
+    for w in weeks {
+        total += merge_week(store.clone(), w).await?;
+    }
+    Ok(total)
+}
+
+/// Rebuilds the archive of every week that has reports.
+pub async fn merge_all(store: Arc<dyn Store>) -> io::Result<MergeStats> {
+    let weeks = report_weeks(&*store).await?;
+    merge_weeks(store, weeks).await
+}
+
+/// Rebuilds the weeks that can still receive reports at `now` (those not
+/// older than [`super::ACCEPTED_AGE_DAYS`]), and any week without an archive.
+pub async fn merge_open_weeks(
+    store: Arc<dyn Store>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> io::Result<MergeStats> {
+    let today = now.date_naive();
+    let archived: std::collections::BTreeSet<String> = store
+        .list("archive/")
+        .await?
+        .objects
+        .into_iter()
+        .map(|o| o.name().to_owned())
+        .collect();
+    let weeks = report_weeks(&*store)
+        .await?
+        .into_iter()
+        .filter(|w| {
+            let open = chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d")
+                .is_ok_and(|d| (today - d).num_days() <= super::ACCEPTED_AGE_DAYS + 7);
+            open || !archived.contains(&format!("{w}.ndjson"))
+        })
+        .collect();
+    merge_weeks(store, weeks).await
+}
+
+/// `clearcount merge --data DIR --min-reports K`: rebuilds every week's
+/// archive, then the static site (whose charts hide a bucket seen in fewer
+/// than `min_reports` reports in a week), in its own runtime. Returns the
+/// totals.
+///
+/// ```no_run
+/// let s = clearcount_server::merge_blocking("./clearcount-data", 10).unwrap();
+/// println!("{} reports in {} weeks", s.reports, s.weeks);
+/// ```
+pub fn merge_blocking(data: &str, min_reports: u64) -> Result<MergeStats, String> {
+    let opts = PublishOptions { min_reports };
+    let store =
+        store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
+    let rt = super::runtime()?;
+    let stats = rt
+        .block_on(merge_all(store.clone()))
+        .map_err(|e| format!("merge failed: {e}"))?;
+    // The static site (`site/`) from the new archive.
+    rt.block_on(super::publish::publish_site(store, &opts))
+        .map_err(|e| format!("merge done, but publishing the static site failed: {e}"))?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DirStore, report_key, sha256_hex};
+    use clearcount_protocol::report::ProgramReport;
+
+    const CONFIG: &str = r#"
+version = 1
+sample_rate = 0.5
+
+[[program]]
+name = "tool"
+versions = ["1.*"]
+os = ["linux", "macos"]
+arch = ["x86_64", "aarch64"]
+
+[[program.counter]]
+name = "tool/command:{build,test,run}"
+rate = 0.5
+"#;
+
+    fn week(weeks_ago: i64) -> String {
+        (chrono::Utc::now().date_naive() - chrono::Duration::days(7 * weeks_ago))
+            .format("%Y-%m-%d")
+            .to_string()
+    }
+
+    /// Report number `i`: its X is unique.
+    fn report(i: usize) -> Report {
+        let mut p = ProgramReport::new("tool", "1.2.0", "linux", "x86_64");
+        p.counters
+            .insert("tool/command:build".into(), 1 + (i % 7) as u64);
+        if i.is_multiple_of(3) {
+            p.counters.insert("tool/command:test".into(), 2);
+        }
+        Report {
+            week: week(1),
+            x: 0.001 + i as f64 * 0.0001,
+            config: 1,
+            programs: vec![p],
+        }
+    }
+
+    /// `merge_blocking` (`clearcount merge`) on a directory store: the
+    /// archive, then the static site with relative links that resolve.
+    #[test]
+    fn clearcount_merge_publishes_the_static_site_on_a_directory_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store: Arc<dyn Store> = Arc::new(DirStore::open(&data).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..12 {
+                let bytes = report(i).to_bytes();
+                let key = report_key(&week(1), &sha256_hex(&bytes));
+                store.put_if_absent(&key, bytes).await.unwrap();
+            }
+            store
+                .put("config/current.toml", CONFIG.as_bytes().to_vec())
+                .await
+                .unwrap();
+            store
+                .put("config/history/v1.toml", CONFIG.as_bytes().to_vec())
+                .await
+                .unwrap();
+        });
+        let stats = merge_blocking(&data.display().to_string(), 10).unwrap();
+        assert_eq!(stats.reports, 12);
+        let site = data.join("site");
+        let charts = std::fs::read_to_string(site.join("charts.html")).unwrap();
+        assert!(
+            charts.contains("<svg") && charts.contains("12 reports"),
+            "{charts}"
+        );
+        let data_page = std::fs::read_to_string(site.join("data.html")).unwrap();
+        let link = format!("../archive/{}.ndjson", week(1));
+        assert!(data_page.contains(&link));
+        // The relative link resolves to the archive file next to site/.
+        assert!(site.join(&link).exists());
+        let config_page = std::fs::read_to_string(site.join("config.html")).unwrap();
+        assert!(config_page.contains("../config/history/v1.toml"));
+        assert!(site.join("../config/history/v1.toml").exists());
+        assert_eq!(
+            std::fs::read_to_string(site.join("config.toml")).unwrap(),
+            CONFIG
+        );
+        assert!(site.join("index.html").exists());
+    }
+}

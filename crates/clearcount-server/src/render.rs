@@ -1,0 +1,412 @@
+//! The public pages as HTML strings: one layout and one body builder per
+//! page, shared by the live pages ([`super::pages`], served by
+//! `clearcount serve`) and the static site ([`super::publish`], written
+//! under `site/` after a merge).
+//!
+//! The functions are pure: they take what the page shows (the chart data,
+//! the archive listing, the config in force, the bucket threshold `k`) and a
+//! [`Links`] value saying where the pages are read from, so that links work
+//! both on the server (`/charts`, `/data/<week>.ndjson`) and in the static
+//! site (`charts.html`, `../archive/<week>.ndjson`).
+
+use super::LoadedConfig;
+use super::charts::{ChartData, esc};
+use super::store::ObjectMeta;
+use clearcount_protocol::config::CollectionConfig;
+use std::fmt::Write as _;
+
+/// The style sheet of every page (inlined in each, and served as
+/// `/style.css`).
+pub const CSS: &str = r#"
+:root{--fg:#1d2430;--muted:#5b6575;--line:#e3e6ea;--accent:#0b62a4;--bg:#fbfbfc}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header{background:#fff;border-bottom:1px solid var(--line)}
+header .in,main{max-width:1000px;margin:0 auto;padding:0 20px}
+header .in{display:flex;align-items:center;gap:24px;height:56px}
+header .brand{font-weight:700;font-size:18px;color:var(--fg);text-decoration:none}
+nav a{color:var(--muted);text-decoration:none;margin-right:16px}
+nav a:hover,nav a.on{color:var(--accent)}
+main{padding-top:8px;padding-bottom:48px}
+h1{font-size:28px;margin:24px 0 8px}h2{font-size:21px;margin:32px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
+h3{font-size:16px;margin:20px 0 6px}
+a{color:var(--accent)}
+p.lead{color:var(--muted);font-size:18px;margin-top:0}
+.muted{color:var(--muted)}
+figure{margin:12px 0 24px;background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px}
+figcaption{font-weight:600;margin-bottom:6px}
+svg.chart{max-width:100%;height:auto}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted)}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px;overflow:auto;font-size:13px}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:12px;margin:20px 0}
+.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px}
+.card a{font-weight:600}
+"#;
+
+/// Where the pages are read from, and so how they link to each other and to
+/// the files they list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Served by `clearcount serve`: absolute paths (`/charts`, `/data/…`,
+    /// `/config/history/…`).
+    Live,
+    /// The static site under `site/` in the store: relative links
+    /// (`charts.html`, `../archive/…`, `../config/history/…`), no
+    /// `/counters` page.
+    Static,
+}
+
+impl Links {
+    /// The entry page.
+    pub fn home(self) -> &'static str {
+        self.pick("/", "index.html")
+    }
+
+    /// The charts page.
+    pub fn charts(self) -> &'static str {
+        self.pick("/charts", "charts.html")
+    }
+
+    /// The archive listing.
+    pub fn data(self) -> &'static str {
+        self.pick("/data/", "data.html")
+    }
+
+    /// The config page.
+    pub fn config(self) -> &'static str {
+        self.pick("/config", "config.html")
+    }
+
+    /// The declared counters page (only served live).
+    pub fn counters(self) -> Option<&'static str> {
+        match self {
+            Links::Live => Some("/counters"),
+            Links::Static => None,
+        }
+    }
+
+    /// A weekly archive file (`<week>.ndjson`).
+    pub fn archive_file(self, name: &str) -> String {
+        format!("{}{name}", self.pick("/data/", "../archive/"))
+    }
+
+    /// A file of the config history (`v<n>.toml`, `v<n>.toml.minisig`).
+    pub fn history_file(self, name: &str) -> String {
+        format!(
+            "{}{name}",
+            self.pick("/config/history/", "../config/history/")
+        )
+    }
+
+    /// A file next to the pages: `config.toml`, `config.toml.minisig`,
+    /// `public.key`.
+    pub fn file(self, name: &str) -> String {
+        format!("{}{name}", self.pick("/", ""))
+    }
+
+    /// The pages of the navigation bar, as (link, label).
+    fn nav(self) -> Vec<(&'static str, &'static str)> {
+        let mut nav = vec![
+            (self.charts(), "Charts"),
+            (self.data(), "Data"),
+            (self.config(), "Config"),
+        ];
+        if let Some(c) = self.counters() {
+            nav.push((c, "Counters"));
+        }
+        nav
+    }
+
+    fn pick(self, live: &'static str, stat: &'static str) -> &'static str {
+        match self {
+            Links::Live => live,
+            Links::Static => stat,
+        }
+    }
+}
+
+/// The layout around every page: the head with the style sheet, the header
+/// with the navigation (`active` is the link of the current page, shown
+/// highlighted), and `body` (HTML) in `<main>`.
+pub fn page(title: &str, active: &str, body: &str, links: Links) -> String {
+    let mut nav = String::new();
+    for (href, label) in links.nav() {
+        let class = if href == active { r#" class="on""# } else { "" };
+        let _ = write!(nav, r#"<a href="{href}"{class}>{label}</a>"#);
+    }
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · clearcount</title><style>{CSS}</style></head><body><header><div class="in"><a class="brand" href="{}">clearcount</a><nav>{nav}</nav></div></header><main>{body}</main></body></html>"#,
+        esc(title),
+        links.home()
+    )
+}
+
+/// A byte count for people: `512 B`, `2.0 KiB`, `1.5 MiB`.
+pub fn human_size(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The body of the entry page: what this is, a card per page, and how
+/// reports are kept. `archive_files` is the number of weekly archive files,
+/// `config` the config in force, `k` the bucket threshold of the charts.
+pub fn index_body(
+    links: Links,
+    archive_files: usize,
+    config: Option<&CollectionConfig>,
+    k: u64,
+) -> String {
+    let version = config.map_or("none".to_owned(), |c| c.version.to_string());
+    let programs = config.map_or(0, |c| c.programs.len());
+    let lead = match links {
+        Links::Live => {
+            "This server collects anonymous weekly counter reports from the programs listed in its collection config, and publishes every report it keeps."
+        }
+        Links::Static => {
+            "Anonymous weekly counter reports from the programs listed in the collection config, and every report that was kept."
+        }
+    };
+    let mut body = format!(
+        r#"<h1>Transparent telemetry</h1>
+<p class="lead">{lead}</p>
+<p>Programs count how often things happen (a command run, a flag used, a crash site) in a file on the user's machine. Once a week, a small random sample of installations sends a report: the week, a random number, and the counts of the counters this config declares. There is no identifier of any kind, no time finer than the week, and the server never records the sender's address.</p>
+<div class="cards">
+<div class="card"><a href="{}">Charts</a><div class="muted">Versions, systems and counters over the weeks.</div></div>
+<div class="card"><a href="{}">Data</a><div class="muted">Every kept report, one file per week ({archive_files} files).</div></div>
+<div class="card"><a href="{}">Config</a><div class="muted">The signed collection config (version {}, {programs} programs) and its history.</div></div>
+"#,
+        links.charts(),
+        links.data(),
+        links.config(),
+        esc(&version),
+    );
+    if let Some(counters) = links.counters() {
+        let _ = writeln!(
+            body,
+            r#"<div class="card"><a href="{counters}">Counters</a><div class="muted">What each counter counts and why.</div></div>"#
+        );
+    }
+    body.push_str("</div>\n");
+    match links {
+        Links::Live => {
+            let _ = write!(
+                body,
+                r#"<h2>How a report is kept</h2>
+<p>Reports are sent with <code>POST /upload</code>. Malformed reports are refused with a reason. Programs, versions, systems and counters the config does not declare are dropped before anything is written. What is left is stored once, however often it is sent, and merged into the weekly archive. Charts count the reports that have a bucket, and show no bucket seen in fewer than {k} reports in a week.</p>"#
+            );
+        }
+        Links::Static => {
+            let _ = write!(
+                body,
+                r#"<p class="muted">These pages are static files, rebuilt after every merge of the archive. Charts count the reports that have a bucket, and show no bucket seen in fewer than {k} reports in a week.</p>"#
+            );
+        }
+    }
+    body
+}
+
+/// The body of the charts page: per program (those `config` declares, then
+/// any other in the archive), its report count and every chart of
+/// [`ChartData::to_charts`] with threshold `k`, as inline SVG.
+pub fn charts_body(data: &ChartData, config: Option<&CollectionConfig>, k: u64) -> String {
+    let mut body = String::from("<h1>Charts</h1>");
+    let _ = write!(
+        body,
+        r#"<p class="lead">{} reports over {} weeks. Each chart counts the reports that have a bucket; a bucket seen in fewer than {k} reports in a week is not shown.</p>"#,
+        data.total,
+        data.weeks.len(),
+    );
+    // Programs: those the config declares, then any others in the archive.
+    let mut programs: Vec<(String, Vec<String>)> = config
+        .map(|c| {
+            c.programs
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        p.counters.iter().map(|c| c.name.clone()).collect(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in data.programs.keys() {
+        if !programs.iter().any(|(p, _)| p == name) {
+            programs.push((name.clone(), Vec::new()));
+        }
+    }
+    if programs.is_empty() || data.total == 0 {
+        body.push_str(r#"<p class="muted">No reports in the archive yet.</p>"#);
+    }
+    if programs.len() > 1 {
+        body.push_str("<p>Programs: ");
+        for (i, (p, _)) in programs.iter().enumerate() {
+            let sep = if i > 0 { " · " } else { "" };
+            let _ = write!(body, r##"{sep}<a href="#p-{0}">{0}</a>"##, esc(p));
+        }
+        body.push_str("</p>");
+    }
+    for (program, declared) in &programs {
+        let reports: u64 = data
+            .programs
+            .get(program)
+            .map_or(0, |t| t.reports.values().sum());
+        let _ = write!(
+            body,
+            r#"<h2 id="p-{0}">{0}</h2><p class="muted">{1} reports.</p>"#,
+            esc(program),
+            reports
+        );
+        for chart in data.to_charts(program, declared, k) {
+            let note = if chart.hidden > 0 {
+                format!(
+                    r#" <span class="muted">({} more buckets not shown)</span>"#,
+                    chart.hidden
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                body,
+                "<figure><figcaption>{}{note}</figcaption>{}</figure>",
+                esc(&chart.title),
+                chart.to_svg()
+            );
+        }
+    }
+    body
+}
+
+/// The body of the data page: the weekly archive files (`archive/*.ndjson`,
+/// in key order; listed newest first), each linked for download.
+pub fn data_body(links: Links, files: &[ObjectMeta]) -> String {
+    let mut body = String::from(
+        r#"<h1>Data</h1><p class="lead">Every report the server kept, one newline-delimited JSON file per week (one report per line, as stored). Rebuilt from the stored reports; the same reports give the same bytes.</p>"#,
+    );
+    if files.is_empty() {
+        body.push_str(r#"<p class="muted">No archive files yet.</p>"#);
+    } else {
+        body.push_str("<table><tr><th>week</th><th>file</th><th>size</th></tr>");
+        for f in files.iter().rev() {
+            let name = f.name();
+            let week = name.strip_suffix(".ndjson").unwrap_or(name);
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td><a href="{}" download>{}</a></td><td class="n">{}</td></tr>"#,
+                esc(week),
+                esc(&links.archive_file(name)),
+                esc(name),
+                human_size(f.size)
+            );
+        }
+        body.push_str("</table>");
+    }
+    body
+}
+
+/// The body of the config page: the config in force (`config`) with its
+/// signature, the public key (`public_key`), and every version recorded
+/// under `config/history/` (`history`, the listing of that prefix), newest
+/// first.
+pub fn config_body(
+    links: Links,
+    config: Option<&LoadedConfig>,
+    public_key: Option<&str>,
+    history: &[ObjectMeta],
+) -> String {
+    let mut body = String::from("<h1>Collection config</h1>");
+    match config {
+        None => body.push_str(match links {
+            Links::Live => {
+                r#"<p class="lead">This server has no collection config: it accepts no reports.</p>"#
+            }
+            Links::Static => {
+                r#"<p class="lead">No collection config has been recorded yet.</p>"#
+            }
+        }),
+        Some(c) => {
+            let lead = match (links, c.verified) {
+                (Links::Static, _) => "is in force. Clients verify its signature themselves before using it.",
+                (Links::Live, true) => "is in force; its signature was verified with the public key below. Clients verify it themselves before using it.",
+                (Links::Live, false) => "is in force; its signature was <strong>not</strong> checked by this server (no public key configured). Clients verify it themselves before using it.",
+            };
+            let _ = write!(
+                body,
+                r#"<p class="lead">Version {} {lead}</p><h2>config.toml</h2><p><a href="{}">raw</a></p><pre><code>{}</code></pre>"#,
+                c.config.version,
+                links.file("config.toml"),
+                esc(&c.text)
+            );
+            match &c.signature {
+                Some(sig) => {
+                    let _ = write!(
+                        body,
+                        r#"<h2>Signature</h2><p><a href="{}">config.toml.minisig</a> (minisign, Ed25519)</p><pre><code>{}</code></pre>"#,
+                        links.file("config.toml.minisig"),
+                        esc(sig)
+                    );
+                }
+                None => body.push_str(r#"<h2>Signature</h2><p class="muted">None.</p>"#),
+            }
+        }
+    }
+    match public_key {
+        Some(pk) => {
+            let _ = write!(
+                body,
+                r#"<h2>Public key</h2><p><a href="{}">public.key</a>. Verify with <code>minisign -Vm config.toml -p public.key</code>.</p><pre><code>{}</code></pre>"#,
+                links.file("public.key"),
+                esc(pk)
+            );
+        }
+        None => body.push_str(match links {
+            Links::Live => r#"<h2>Public key</h2><p class="muted">Not configured.</p>"#,
+            Links::Static => r#"<h2>Public key</h2><p class="muted">Not recorded.</p>"#,
+        }),
+    }
+    let _ = write!(
+        body,
+        "<h2>History</h2><p>Every config version {} has used.</p>",
+        links.pick("this server", "the server")
+    );
+    let mut versions: Vec<(u64, &ObjectMeta)> = history
+        .iter()
+        .filter_map(|o| {
+            let v = o.name().strip_prefix('v')?.strip_suffix(".toml")?;
+            Some((v.parse().ok()?, o))
+        })
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+    if versions.is_empty() {
+        body.push_str(r#"<p class="muted">None yet.</p>"#);
+    } else {
+        body.push_str("<table><tr><th>version</th><th>config</th><th>signature</th></tr>");
+        for (v, o) in versions {
+            let sig_name = format!("{}.minisig", o.name());
+            let sig = if history.iter().any(|h| h.name() == sig_name) {
+                format!(
+                    r#"<a href="{}">{}</a>"#,
+                    esc(&links.history_file(&sig_name)),
+                    esc(&sig_name)
+                )
+            } else {
+                r#"<span class="muted">none</span>"#.to_owned()
+            };
+            let _ = write!(
+                body,
+                r#"<tr><td>{v}</td><td><a href="{}">{}</a></td><td>{sig}</td></tr>"#,
+                esc(&links.history_file(o.name())),
+                esc(o.name())
+            );
+        }
+        body.push_str("</table>");
+    }
+    body
+}

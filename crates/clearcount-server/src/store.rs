@@ -1,0 +1,404 @@
+//! Storage for the server: a small key/value interface over a local
+//! directory (and, later, S3-compatible object storage).
+//!
+//! Keys are `/`-separated relative paths. The layout is chosen so that the
+//! public part of the store can be published as static files by any web
+//! server or CDN:
+//!
+//! | key | what |
+//! |---|---|
+//! | `reports/<week>/<h2>/<hash>.json` | one kept report; `<hash>` is the SHA-256 (hex) of the report's canonical bytes as received, `<h2>` its first two hex digits (a shard) |
+//! | `archive/<week>.ndjson` | every kept report of the week, one per line, in key order |
+//! | `config/current.toml`, `config/current.toml.minisig`, `config/public.key` | the config being served, its signature, the key |
+//! | `config/history/v<version>.toml` (+ `.minisig`) | every config version the server has used |
+//!
+//! Every write is atomic: readers see the old object or the new one, never
+//! part of one. [`Store::put_if_absent`] is the primitive behind dedup: the
+//! same report sent twice (or sent to two server instances at once) is
+//! stored once, without any lock.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A boxed future, so that [`Store`] can be used as `Arc<dyn Store>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;
+
+/// A blocking reader over one stored object (read it inside
+/// `tokio::task::spawn_blocking`).
+pub type ObjectReader = Box<dyn io::Read + Send>;
+
+/// What [`Store::put_if_absent`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object did not exist and was written.
+    Created,
+    /// An object already existed under the key; nothing was written.
+    Existed,
+}
+
+/// One object in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl ObjectMeta {
+    /// The last component of the key.
+    pub fn name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+}
+
+/// One level of the key space under a prefix (like a directory listing, or
+/// an object-store listing with delimiter `/`). Both lists are sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Child "directories": full prefixes ending in `/`.
+    pub dirs: Vec<String>,
+    /// Objects directly under the prefix.
+    pub objects: Vec<ObjectMeta>,
+}
+
+/// The storage interface of the server.
+///
+/// Object safe (`Arc<dyn Store>`); every method is atomic per object. The
+/// operations map one to one onto S3-style object storage: conditional put
+/// (`If-None-Match: *`), put, get, list with delimiter, delete, and a
+/// streaming (multipart) upload of a local file.
+pub trait Store: Send + Sync + 'static {
+    /// Writes `bytes` under `key` unless an object already exists there.
+    fn put_if_absent<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, PutOutcome>;
+    /// Writes (or replaces) the object under `key`, atomically.
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()>;
+    /// Moves the local file `path` (written by the caller in
+    /// [`Store::scratch_dir`]) into the store under `key`, replacing any
+    /// object there, atomically. Used for large objects (the archive) so that
+    /// they are never held in memory.
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()>;
+    /// The whole object, or `None` if there is none.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+    /// A blocking reader over the object, for streaming large ones.
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<ObjectReader>>;
+    /// One level of keys under `prefix` (which is empty or ends in `/`).
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing>;
+    /// Removes the object; no error if there is none.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
+    /// A local directory for temporary files passed to [`Store::put_file`].
+    fn scratch_dir(&self) -> PathBuf;
+    /// A short description for logs (`dir:/path`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
+
+/// Checks that a key is a safe relative path: non-empty `/`-separated
+/// components of `[A-Za-z0-9._-]`, none starting with `.`.
+pub fn check_key(key: &str) -> io::Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && key.split('/').all(|c| {
+            !c.is_empty()
+                && !c.starts_with('.')
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid store key {key:?}"),
+        ))
+    }
+}
+
+fn check_prefix(prefix: &str) -> io::Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    match prefix.strip_suffix('/') {
+        Some(p) => check_key(p),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("store prefix {prefix:?} must end in '/'"),
+        )),
+    }
+}
+
+/// The local-directory store, the embedded default.
+///
+/// Keys map to files under the root. Writes go to a temporary file in
+/// `<root>/.tmp/` (same file system) and are then renamed into place (put)
+/// or hard-linked (put-if-absent: the link fails if the key exists, which
+/// detects duplicates without a lock, also across processes). A process
+/// killed mid-write leaves at most a file in `.tmp/`, never a partial
+/// object; stale temporary files are removed when a store is opened.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// Sequence number of temporary files, unique within the process (the
+/// process id makes the names unique across processes).
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the files in `dir` last modified more than [`STALE_TMP`] ago:
+/// temporary files left by a process killed mid-write (younger ones may
+/// belong to a live process sharing the directory).
+pub(crate) fn remove_stale_files(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+impl DirStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl AsRef<Path>) -> io::Result<DirStore> {
+        let root = root.as_ref().to_path_buf();
+        let tmp = root.join(".tmp");
+        std::fs::create_dir_all(&tmp)?;
+        // Remove temporary files left by a crashed process (old ones only:
+        // another live process may share the directory).
+        remove_stale_files(&tmp);
+        Ok(DirStore { root, tmp })
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("w-{}-{}", std::process::id(), n))
+    }
+
+    fn write_tmp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
+        let tmp = self.tmp_path();
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
+    fn put_if_absent_sync(&self, key: &str, bytes: &[u8]) -> io::Result<PutOutcome> {
+        let dest = self.path(key)?;
+        if dest.exists() {
+            return Ok(PutOutcome::Existed);
+        }
+        let tmp = self.write_tmp(bytes)?;
+        let mut res = std::fs::hard_link(&tmp, &dest);
+        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            res = std::fs::hard_link(&tmp, &dest);
+        }
+        let _ = std::fs::remove_file(&tmp);
+        match res {
+            Ok(()) => Ok(PutOutcome::Created),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::Existed),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rename_into(&self, tmp: &Path, key: &str) -> io::Result<()> {
+        let dest = self.path(key)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::rename(tmp, &dest) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                // Different file system (a scratch file from elsewhere):
+                // copy into our temporary directory first, then rename.
+                let own = self.tmp_path();
+                std::fs::copy(tmp, &own)?;
+                let r = std::fs::rename(&own, &dest);
+                if r.is_err() {
+                    let _ = std::fs::remove_file(&own);
+                }
+                let _ = std::fs::remove_file(tmp);
+                r
+            }
+        }
+    }
+
+    fn list_sync(&self, prefix: &str) -> io::Result<Listing> {
+        check_prefix(prefix)?;
+        let dir = self.root.join(prefix);
+        let mut listing = Listing::default();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') || check_key(&name).is_err() {
+                continue;
+            }
+            let meta = e.metadata()?;
+            if meta.is_dir() {
+                listing.dirs.push(format!("{prefix}{name}/"));
+            } else if meta.is_file() {
+                listing.objects.push(ObjectMeta {
+                    key: format!("{prefix}{name}"),
+                    size: meta.len(),
+                });
+            }
+        }
+        listing.dirs.sort();
+        listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listing)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("storage task failed: {e}")))?
+}
+
+impl Store for DirStore {
+    fn put_if_absent<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, PutOutcome> {
+        let h = self.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || h.put_if_absent_sync(&key, &bytes)))
+    }
+
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
+        let h = self.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || {
+            h.path(&key)?;
+            let tmp = h.write_tmp(&bytes)?;
+            let r = h.rename_into(&tmp, &key);
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        }))
+    }
+
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()> {
+        let h = self.clone();
+        let key = key.to_owned();
+        let path = path.to_path_buf();
+        Box::pin(blocking(move || h.rename_into(&path, &key)))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        let p = self.path(key);
+        Box::pin(blocking(move || match std::fs::read(p?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<ObjectReader>> {
+        let p = self.path(key);
+        Box::pin(blocking(move || match std::fs::File::open(p?) {
+            Ok(f) => Ok(Some(Box::new(f) as ObjectReader)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing> {
+        let h = self.clone();
+        let prefix = prefix.to_owned();
+        Box::pin(blocking(move || h.list_sync(&prefix)))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        let p = self.path(key);
+        Box::pin(blocking(move || match std::fs::remove_file(p?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        self.tmp.clone()
+    }
+
+    fn describe(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+}
+
+/// Opens the store named by `data`: a local directory path, or
+/// `s3://bucket/prefix` (feature `s3`, settings from the `AWS_*`
+/// environment variables).
+pub fn open_store(data: &str) -> io::Result<std::sync::Arc<dyn Store>> {
+    if data.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok(std::sync::Arc::new(super::s3::S3Store::from_url(data)?));
+        #[cfg(not(feature = "s3"))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "s3:// storage needs clearcount built with the `s3` feature",
+        ));
+    }
+    Ok(std::sync::Arc::new(DirStore::open(data)?))
+}
+
+/// The SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The key of a kept report: `reports/<week>/<h2>/<hash>.json`.
+pub fn report_key(week: &str, hash: &str) -> String {
+    format!("reports/{week}/{}/{hash}.json", &hash[..2.min(hash.len())])
+}
+
+/// The key of a week's archive file: `archive/<week>.ndjson`.
+pub fn archive_key(week: &str) -> String {
+    format!("archive/{week}.ndjson")
+}
+
+/// The weekly archive files (`archive/<week>.ndjson`), in key order (oldest
+/// week first).
+pub async fn archive_files(store: &dyn Store) -> io::Result<Vec<ObjectMeta>> {
+    Ok(store
+        .list("archive/")
+        .await?
+        .objects
+        .into_iter()
+        .filter(|o| o.key.ends_with(".ndjson"))
+        .collect())
+}
