@@ -4,8 +4,8 @@
 //! ```text
 //! old 5                                  one section per size asked for:
 //! <base64 hash>                            the consistency proof from that
-//! <base64 hash>                            size to the checkpoint's
-//!                                          (a blank line ends a section)
+//! <base64 hash>                            size to the checkpoint's, then
+//!                                          a blank line
 //! c2sp.org/tlog-proof@v1                 from here on: a C2SP tlog-proof
 //! index 6                                  the served config's leaf index
 //! <base64 hash>                            its inclusion proof

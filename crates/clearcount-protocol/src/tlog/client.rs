@@ -6,7 +6,8 @@
 //! cosignature age. An installation keeps the [`Kept`] state of the last
 //! config it accepted. To fetch a config, the client:
 //!
-//! 1. fetches `config_url` and `config_url + ".proof" + `[`ClientPolicy::proof_query`]`(kept)`;
+//! 1. fetches `config_url` and [`ClientPolicy::proof_url`]`(config_url,
+//!    kept)` (`<config_url>.proof?old=N`);
 //! 2. calls [`verify_config`] with the policy, the kept state, both texts
 //!    and the current time;
 //! 3. on `Ok`, uses the config and keeps the returned [`Kept`]; on `Err`,

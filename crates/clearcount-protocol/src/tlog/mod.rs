@@ -6,7 +6,7 @@
 //! [signed notes](note), [checkpoints](checkpoint),
 //! `cosignature/v1` witness cosignatures, `tlog-policy` trust
 //! [policies](policy), `tlog-proof` inclusion proofs (in the
-//! [bundle](bundle) a client fetches), and the `tlog-witness`
+//! [bundle] a client fetches), and the `tlog-witness`
 //! `add-checkpoint` request (feature `tlog-sign`).
 //!
 //! | module | what | feature |
