@@ -579,3 +579,36 @@ fn a_policy_file_in_c2sp_tlog_policy_format() {
     let bad_min = lg.sign_checkpoint(&impostor).unwrap().to_text();
     assert!(ClientPolicy::parse(&text, &bad_min).is_err());
 }
+
+#[test]
+fn figures_the_bundle_for_a_log_of_1000_versions() {
+    // The size a client downloads besides the config; the time is in the
+    // criterion bench (benches/tlog.rs).
+    let mut l = log_of(1..=999);
+    let s999 = l.sign_checkpoint(&log_key()).unwrap();
+    l.append(config(1000)).unwrap();
+    let mut s = l.sign_checkpoint(&log_key()).unwrap();
+    let bare = l.bundle(&s, &[999]).unwrap().to_text();
+    for w in 1..=3 {
+        s.note
+            .add_signature(witness_key(w).cosign(&s.note.text, T0).unwrap());
+    }
+    let bundle = l.bundle(&s, &[999]).unwrap().to_text();
+    let fresh = l.bundle(&s, &[]).unwrap().to_text();
+    eprintln!(
+        "bundle for 1,000 versions: {} bytes with 3 cosignatures ({} without, {} with no consistency proof)",
+        bundle.len(),
+        bare.len(),
+        fresh.len()
+    );
+    assert!(bundle.len() < 2048, "{} bytes", bundle.len());
+    let kept = Kept {
+        checkpoint: s999.checkpoint.clone(),
+        signed: s999.to_text(),
+        version: 999,
+        config_hash: merkle::leaf_hash(&config(999)),
+    };
+    let cfg = String::from_utf8(config(1000)).unwrap();
+    let a = verify_config(&witnessed_policy(2), Some(&kept), &cfg, &bundle, T0).unwrap();
+    assert_eq!(a.kept.checkpoint.size, 1000);
+}
