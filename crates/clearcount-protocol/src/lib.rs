@@ -7,11 +7,13 @@
 //! | `report` | the weekly report (JSON): types, canonical bytes, checks | `counters-spec/report.md` | `report` |
 //! | `config` | the collection config and the declared counters (TOML) | `counters-spec/config.md` | `config` |
 //! | `sign` | minisign verification of a config; key generation and signing | `counters-spec/config.md` | `verify`, `sign` |
+//! | `tlog` | the config transparency log: Merkle proofs, C2SP signed notes, checkpoints, cosignatures, policies; the client's rules; publishing, witnessing, auditing | `counters-spec/config-log.md` | `tlog-verify`, `tlog-sign` |
 //!
 //! The counting library (`clearcount`) uses [`name`] and [`field`] always,
 //! and the rest when it builds, filters and uploads reports; the server
 //! (`clearcount-server`) and the `clearcount` command use all of it. Nothing
-//! here does I/O except reading key files in `sign`.
+//! here does I/O except reading key files in `sign` and the log and
+//! witness directories of `tlog` (feature `tlog-sign`).
 
 #![warn(missing_docs)]
 
@@ -26,3 +28,6 @@ pub mod config;
 
 #[cfg(feature = "verify")]
 pub mod sign;
+
+#[cfg(feature = "tlog-verify")]
+pub mod tlog;
