@@ -25,12 +25,6 @@ use crate::config::{CollectionConfig, ConfigError};
 use std::fmt;
 
 /// Why a key, signature or config was refused. Displays in plain words.
-///
-/// ```
-/// let key = include_str!("../../../config/clearcount.pub");
-/// let err = clearcount_protocol::sign::verify(key, b"data", "").unwrap_err();
-/// assert_eq!(err.to_string(), "signature is missing (the signature text is empty)");
-/// ```
 #[derive(Debug)]
 pub enum SignError {
     /// A file could not be read or written.
