@@ -11,7 +11,7 @@
 //! standard minisign formats, so the `minisign` command-line tool can verify
 //! our signatures and make signatures we accept.
 //!
-//! ```
+//! ```standalone_crate
 //! use clearcount_protocol::sign::verify_config;
 //! // The config clearcount publishes for its example tools.
 //! let key = include_str!("../../../config/clearcount.pub");
