@@ -44,3 +44,17 @@ pub fn now() -> DateTime<Utc> {
 pub fn today() -> chrono::NaiveDate {
     now().date_naive()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearcount_now_is_rfc3339_or_ignored() {
+        let t = parse_now(" 2026-11-16T10:00:00+01:00\n").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-16T09:00:00+00:00");
+        for bad in ["yesterday", "2026-11-16", ""] {
+            assert!(parse_now(bad).is_none(), "{bad:?}");
+        }
+    }
+}

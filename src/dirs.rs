@@ -76,3 +76,20 @@ pub fn telemetry_dir(namespace: &str) -> Option<PathBuf> {
     }
     user_config_dir().map(|d| d.join(namespace).join("telemetry"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The namespace becomes a directory name: nothing else gets through.
+    #[test]
+    fn a_namespace_is_a_plain_name() {
+        for ok in ["mytool", "my-tool", "t_2"] {
+            assert!(check_namespace(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", "../etc", "a/b", "MyTool", "2tool", long.as_str()] {
+            assert!(check_namespace(bad).is_err(), "{bad}");
+        }
+    }
+}

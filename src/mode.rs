@@ -132,14 +132,14 @@ pub fn write_file(dir: &Path, mode: Mode, today: NaiveDate) -> std::io::Result<(
     crate::fsutil::replace_atomic(&dir.join(MODE_FILE), format!("{mode} {date}\n").as_bytes())
 }
 
-/// The mode in force for a namespace whose directory is `dir` (which need
-/// not exist; nothing is created).
 /// Prints `warning` on stderr, the first time only.
 fn warn_once(warning: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| eprintln!("warning: {warning}"));
 }
 
+/// The mode in force for a namespace whose directory is `dir` (which need
+/// not exist; nothing is created).
 pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
     let from_file = dir.and_then(read_file);
     let on_since = match from_file {
@@ -179,5 +179,35 @@ pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effectiv
             source: Source::Default,
             on_since: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_the_variable_and_the_modes() {
+        assert_eq!(env_var("my-tool"), "MY_TOOL_TELEMETRY");
+        assert_eq!(env_var("gopls"), "GOPLS_TELEMETRY");
+        assert_eq!("local".parse::<Mode>(), Ok(Mode::Local));
+        assert_eq!(" on\n".parse::<Mode>(), Ok(Mode::On));
+        let e = "yes".parse::<Mode>().unwrap_err();
+        assert!(e.contains("expected off, local or on"), "{e}");
+    }
+
+    #[cfg(feature = "kit")]
+    #[test]
+    fn mode_file_keeps_the_day_on_was_first_set() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_file(dir.path()), None);
+        let day: NaiveDate = "2026-11-16".parse().unwrap();
+        let later = day + chrono::Days::new(3);
+        write_file(dir.path(), Mode::On, day).unwrap();
+        assert_eq!(read_file(dir.path()), Some((Mode::On, Some(day))));
+        write_file(dir.path(), Mode::On, later).unwrap();
+        assert_eq!(read_file(dir.path()), Some((Mode::On, Some(day))));
+        write_file(dir.path(), Mode::Local, later).unwrap();
+        assert_eq!(read_file(dir.path()), Some((Mode::Local, Some(later))));
     }
 }

@@ -346,4 +346,23 @@ mod tests {
         prune(dir.path());
         assert_eq!(report_weeks(dir.path()).len(), KEEP_WEEKS);
     }
+
+    #[test]
+    fn a_fresh_directory_has_nothing_to_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = "2026-11-23T00:00:00Z".parse().unwrap();
+        assert!(!any_finished(dir.path(), now));
+        let b = build_pending(dir.path(), now);
+        assert!(b.created.is_empty() && b.corrupt.is_empty() && b.problems.is_empty());
+        assert!(report_weeks(dir.path()).is_empty());
+        assert!(read_full(dir.path(), "2026-11-16").is_err());
+    }
+
+    #[test]
+    fn x_is_drawn_in_the_unit_interval() {
+        for _ in 0..1000 {
+            let x = draw_x();
+            assert!((0.0..1.0).contains(&x), "{x}");
+        }
+    }
 }

@@ -830,4 +830,45 @@ mod tests {
         bad[off + 17] = b' ';
         assert!(parse(&bad).is_err());
     }
+
+    /// The values the spec fixes, and a new file as the spec lays it out:
+    /// another writer must agree on every one of them.
+    #[test]
+    fn spec_values_and_a_new_file() {
+        // A record is 16 bytes and the name, padded to a multiple of 8.
+        assert_eq!(record_size(1), 24);
+        assert_eq!(record_size(8), 24);
+        assert_eq!(record_size(9), 32);
+        // FNV-1a, 32 bits, picks the slot.
+        assert_eq!(name_hash(b""), 0x811c9dc5);
+        assert_eq!(name_hash(b"a"), 0xe40c292c);
+        let m = Meta::new(
+            "t",
+            "1.0/x",
+            "linux",
+            "x86_64",
+            "2026-11-16".parse().unwrap(),
+        );
+        assert_eq!(m.week_end.to_string(), "2026-11-23");
+        assert!(m.encode().starts_with("program: t\nversion: 1.0/x\n"));
+        let name = m.file_name();
+        assert!(
+            name.starts_with("t@1.0_x-linux-x86_64-2026-11-16-"),
+            "{name}"
+        );
+        let image = initial_image(&m);
+        assert_eq!(image.len(), CHUNK);
+        assert_eq!(&image[..8], b"CLRCOUNT");
+        assert_eq!(parse_header(&image).unwrap().alloc, DATA_OFF);
+        let p = parse(&image).unwrap();
+        assert_eq!(p.meta, m);
+        assert!(p.counters.is_empty() && p.stacks.is_empty());
+        // Damage is named in the error.
+        let mut bad_sum = image.clone();
+        bad_sum[OFF_CHECKSUM] ^= 1;
+        let e = parse(&bad_sum).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        let e = parse(b"short").unwrap_err().to_string();
+        assert!(e.contains("too short"), "{e}");
+    }
 }

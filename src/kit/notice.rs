@@ -126,12 +126,6 @@ pub fn default_text(namespace: &str, command: &str) -> String {
 /// Prints the notice to stderr once per installation, if a person is there
 /// to read it (see the module docs); `text` replaces
 /// [`default_text`]`(namespace, namespace)`. Returns true if it printed.
-///
-/// ```no_run
-/// if clearcount::kit::notice::show_once("mytool", None) {
-///     // first run on this installation, on a terminal
-/// }
-/// ```
 pub fn show_once(namespace: &str, text: Option<&str>) -> bool {
     show_once_to(
         namespace,

@@ -90,13 +90,8 @@ thread_local! {
 /// [`DEFAULT_DEPTH`]. Call it in `main`, after
 /// [`Telemetry::start`](crate::Telemetry::start) and before anything that
 /// may panic; a hook set later by the program replaces this one unless it
-/// chains it.
-///
-/// ```
-/// clearcount::kit::panic::install(16);
-/// // A panic from here on adds one to `crash/panic` with its stack, then
-/// // runs the previous hook (which prints the message as usual).
-/// ```
+/// chains it. From then on a panic adds one to `crash/panic` with its
+/// stack, then runs the previous hook (which prints the message as usual).
 pub fn install(depth: usize) {
     let depth = if depth == 0 { DEFAULT_DEPTH } else { depth };
     let mut first = false;
@@ -115,11 +110,6 @@ pub fn install(depth: usize) {
 }
 
 /// True once [`install`] has run in this process.
-///
-/// ```
-/// clearcount::kit::panic::install(8);
-/// assert!(clearcount::kit::panic::installed());
-/// ```
 pub fn installed() -> bool {
     COUNTER.get().is_some()
 }

@@ -94,11 +94,6 @@ pub struct TelemetryArgs {
 /// Runs a `telemetry` subcommand for `namespace`, by the same code as the
 /// `clearcount` binary. Output goes to stdout; an error is one line,
 /// returned for the caller to print.
-///
-/// ```no_run
-/// use clearcount::kit::subcommand::{run, TelemetryCommand};
-/// run("mytool", TelemetryCommand::Status { json: true }).unwrap();
-/// ```
 pub fn run(namespace: &str, cmd: TelemetryCommand) -> Result<(), String> {
     run_as(&format!("{namespace} telemetry"), namespace, cmd)
 }

@@ -569,4 +569,32 @@ mod tests {
         check("counter at rate 0.1 kept", kept_a, 0.1);
         check("counter at rate 0.005 kept", kept_rare, 0.005);
     }
+
+    #[test]
+    fn settings_defaults_and_clamped_ceiling() {
+        let s = UploadSettings::new("https://a/upload", "https://a/config.toml", "KEY");
+        assert_eq!(s.ceiling, 0.1);
+        assert_eq!(
+            (s.connect_timeout, s.total_timeout, s.child_limit),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(20),
+                Duration::from_secs(60)
+            )
+        );
+        assert_eq!(s.background, Background::Child);
+        assert_eq!(s.clone().with_ceiling(2.0).ceiling, 1.0);
+        assert_eq!(s.clone().with_ceiling(-1.0).ceiling, 0.0);
+        assert_eq!(s.clone().with_ceiling(f64::NAN).ceiling, 0.0);
+        assert_eq!(s.in_thread().background, Background::Thread);
+    }
+
+    #[test]
+    fn outcomes_in_plain_words() {
+        assert_eq!(
+            describe("2026-11-16", &Action::BeforeOn),
+            "week 2026-11-16: not sent: the week began before telemetry was turned on"
+        );
+        assert_eq!(summarize(&[]), "nothing to upload");
+    }
 }

@@ -103,3 +103,22 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
     });
     UploadStatus { lines, json }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fresh_installation_never_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Mode local (or off under DO_NOT_TRACK): never.
+        let s = super::status("cc-unit-status", dir.path());
+        let lines = s.lines();
+        assert!(
+            lines[0].starts_with("next upload: never while the mode is "),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1], "last upload run: never");
+        let v = s.to_json();
+        assert_eq!(v["next"], lines[0].as_str());
+        assert_eq!(v["lines"][1], "last upload run: never");
+    }
+}

@@ -45,3 +45,12 @@ pub(crate) fn run(files: &[PathBuf], json: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_file_is_an_error_that_names_it() {
+        let e = super::run(&["/no/such.v1.count".into()], false).unwrap_err();
+        assert!(e.starts_with("/no/such.v1.count: "), "{e}");
+    }
+}

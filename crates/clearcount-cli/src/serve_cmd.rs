@@ -87,3 +87,32 @@ pub(crate) fn run_merge(args: MergeArgs) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// With no flags the server listens on loopback only, with the
+    /// library's defaults; an interval of 0 is taken as one second.
+    #[test]
+    fn defaults_listen_on_loopback_only() {
+        let o = Cli::parse_from(["serve"]).serve.options();
+        assert_eq!(o.addr.to_string(), "127.0.0.1:8080");
+        let d = ServerOptions::default();
+        assert_eq!(
+            (o.addr, o.data.as_str(), o.min_reports, o.merge_interval),
+            (d.addr, d.data.as_str(), d.min_reports, d.merge_interval)
+        );
+        let o = Cli::parse_from(["serve", "--merge-interval", "0"])
+            .serve
+            .options();
+        assert_eq!(o.merge_interval, Duration::from_secs(1));
+    }
+}

@@ -37,11 +37,6 @@ pub const MAX_STACK_NAME: usize = 4096;
 pub const MAX_FRAME: usize = 256;
 
 /// Why a name was refused.
-///
-/// ```
-/// let err = clearcount_protocol::name::check("").unwrap_err();
-/// assert!(err.to_string().contains("empty"));
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameError {
     reason: String,
@@ -178,11 +173,6 @@ pub fn check_stack(name: &str) -> Result<(), NameError> {
 
 /// Checks a name as found in a counter file or a report: a stack name if it
 /// holds a newline, else a plain name.
-///
-/// ```
-/// assert!(clearcount_protocol::name::check_any("a/b").is_ok());
-/// assert!(clearcount_protocol::name::check_any("a/b\nf:+1").is_ok());
-/// ```
 pub fn check_any(name: &str) -> Result<(), NameError> {
     if name.contains('\n') {
         check_stack(name)
@@ -262,6 +252,7 @@ mod tests {
         }
         assert!(check(&"a".repeat(MAX_NAME)).is_ok());
         assert!(check(&"a".repeat(MAX_NAME + 1)).is_err());
+        assert!(check("").unwrap_err().to_string().contains("empty"));
     }
 
     #[test]
@@ -272,6 +263,8 @@ mod tests {
         assert!(check_stack(&format!("c\n{}", "f".repeat(MAX_FRAME + 1))).is_err());
         let long = format!("c{}", "\nframe".repeat(1000));
         assert!(check_stack(&long).is_err());
+        assert!(check_any("a/b").is_ok() && check_any("a/b\nf:+1").is_ok());
+        assert!(check_any("a b").is_err() && check_any("a/b\nf g").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! standard minisign formats, so the `minisign` command-line tool can verify
 //! our signatures and make signatures we accept.
 //!
-//! ```
+//! ```standalone_crate
 //! use clearcount_protocol::sign::verify_config;
 //! // The config clearcount publishes for its example tools.
 //! let key = include_str!("../../../config/clearcount.pub");
@@ -25,12 +25,6 @@ use crate::config::{CollectionConfig, ConfigError};
 use std::fmt;
 
 /// Why a key, signature or config was refused. Displays in plain words.
-///
-/// ```
-/// let key = include_str!("../../../config/clearcount.pub");
-/// let err = clearcount_protocol::sign::verify(key, b"data", "").unwrap_err();
-/// assert_eq!(err.to_string(), "signature is missing (the signature text is empty)");
-/// ```
 #[derive(Debug)]
 pub enum SignError {
     /// A file could not be read or written.

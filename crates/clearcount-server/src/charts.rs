@@ -435,3 +435,43 @@ pub fn esc(s: &str) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clearcount_protocol::report::ProgramReport;
+
+    /// A chart counts reports that have a bucket, not the counts in them:
+    /// a busy installation weighs as much as a quiet one.
+    #[test]
+    fn tallies_count_reports_not_sums() {
+        let mut p = ProgramReport::new("t", "1.0", "linux", "x86_64");
+        p.counters.insert("t/cmd:build".into(), 4);
+        let mut d = ChartData::default();
+        d.add(&Report {
+            week: "2026-11-16".into(),
+            x: 0.1,
+            config: 1,
+            programs: vec![p],
+        });
+        assert_eq!(d.programs["t"].counters["t/cmd"]["build"]["2026-11-16"], 1);
+        assert_eq!(d.programs["t"].versions["1.0"]["2026-11-16"], 1);
+        // An archive line that is not a report is skipped and counted.
+        let mut d = ChartData::default();
+        let nd = b"{\"week\":\"2026-11-16\",\"x\":0.1,\"config\":1,\"programs\":[]}\nnot json\n";
+        d.add_ndjson(&nd[..]).unwrap();
+        assert_eq!((d.total, d.skipped), (1, 1));
+    }
+
+    #[test]
+    fn an_empty_chart_still_draws_and_text_is_escaped() {
+        let c = Chart {
+            title: "t".into(),
+            weeks: vec![],
+            series: vec![],
+            hidden: 0,
+        };
+        assert!(c.to_svg().contains("<svg"));
+        assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
+    }
+}

@@ -194,3 +194,17 @@ pub(crate) async fn upload(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal's reason is one line of at most 300 bytes (and the cut).
+    #[test]
+    fn a_refusal_is_one_short_line() {
+        let r = Refusal::bad("two\nlines");
+        assert_eq!((r.status, r.reason.as_str()), (400, "two lines"));
+        let r = Refusal::bad("é".repeat(200));
+        assert!(r.reason.len() <= 300 + '…'.len_utf8() && r.reason.ends_with('…'));
+    }
+}

@@ -410,3 +410,83 @@ pub fn config_body(
     }
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Live pages link by absolute path; the static site relatively, so it
+    /// works from any folder, and has no counters page.
+    #[test]
+    fn links_of_the_live_server_and_the_static_site() {
+        let week = "2026-11-16.ndjson";
+        let l = Links::Live;
+        assert_eq!(
+            (l.home(), l.charts(), l.data(), l.config()),
+            ("/", "/charts", "/data/", "/config")
+        );
+        assert_eq!(l.counters(), Some("/counters"));
+        assert_eq!(l.archive_file(week), "/data/2026-11-16.ndjson");
+        assert_eq!(l.history_file("v1.toml"), "/config/history/v1.toml");
+        assert_eq!(l.file("public.key"), "/public.key");
+        let s = Links::Static;
+        assert_eq!(
+            (s.home(), s.charts(), s.data(), s.config()),
+            ("index.html", "charts.html", "data.html", "config.html")
+        );
+        assert_eq!(s.counters(), None);
+        assert_eq!(s.archive_file(week), "../archive/2026-11-16.ndjson");
+        assert_eq!(s.history_file("v1.toml"), "../config/history/v1.toml");
+        assert_eq!(s.file("public.key"), "public.key");
+    }
+
+    #[test]
+    fn the_layout_escapes_the_title_and_marks_the_current_page() {
+        let html = page("A & B", "/charts", "<p>hi</p>", Links::Live);
+        assert!(html.contains("<title>A &amp; B · clearcount</title>"));
+        assert!(html.contains(r#"<a href="/charts" class="on">Charts</a>"#));
+        assert!(html.contains(r#"<a href="/counters">Counters</a>"#));
+        assert!(html.contains("<main><p>hi</p></main>"));
+        let html = page("Data", Links::Static.data(), "", Links::Static);
+        assert!(html.contains(r#"<a href="data.html" class="on">Data</a>"#));
+        assert!(!html.contains(r#"href="/"#));
+    }
+
+    #[test]
+    fn bodies_say_what_the_archive_holds() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(3 << 19), "1.5 MiB");
+        let b = index_body(Links::Live, 3, None, 10);
+        assert!(
+            b.contains("(3 files)") && b.contains("version none, 0 programs"),
+            "{b}"
+        );
+        assert!(b.contains(r#"href="/counters""#));
+        let b = charts_body(&ChartData::default(), None, 10);
+        assert!(b.contains("0 reports over 0 weeks"), "{b}");
+        let files = [ObjectMeta {
+            key: "archive/2026-11-16.ndjson".into(),
+            size: 2048,
+        }];
+        let b = data_body(Links::Static, &files);
+        assert!(
+            b.contains(r#"href="../archive/2026-11-16.ndjson" download"#),
+            "{b}"
+        );
+        assert!(b.contains("2.0 KiB"));
+        let text = "version = 3\nsample_rate = 0.1\n";
+        let cfg = LoadedConfig {
+            config: CollectionConfig::parse(text, "c").unwrap(),
+            text: text.into(),
+            signature: None,
+            verified: false,
+        };
+        let history = [ObjectMeta {
+            key: "config/history/v3.toml".into(),
+            size: 30,
+        }];
+        let b = config_body(Links::Static, Some(&cfg), None, &history);
+        assert!(b.contains("Version 3 is in force"), "{b}");
+    }
+}

@@ -838,4 +838,24 @@ mod tests {
             assert!(s.list("reports").await.is_err());
         });
     }
+
+    #[test]
+    fn locations_and_content_types() {
+        let l = S3Location::parse("s3://telemetry/mytool/prod/").unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("telemetry", "mytool/prod")
+        );
+        assert_eq!(l.to_string(), "s3://telemetry/mytool/prod");
+        let l = S3Location::parse("s3://telemetry").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("telemetry", ""));
+        for bad in ["s3://", "s3://telemetry/../x", "http://telemetry"] {
+            assert!(S3Location::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(content_type("site/index.html"), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type("archive/2026-11-16.ndjson"),
+            "application/x-ndjson"
+        );
+    }
 }

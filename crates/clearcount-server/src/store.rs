@@ -402,3 +402,29 @@ pub async fn archive_files(store: &dyn Store) -> io::Result<Vec<ObjectMeta>> {
         .filter(|o| o.key.ends_with(".ndjson"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys are safe relative paths, laid out by week and hash.
+    #[test]
+    fn keys_are_safe_and_laid_out_by_week() {
+        assert!(check_key("reports/2026-11-16/ab/ab12.json").is_ok());
+        for bad in ["", "../etc/passwd", "a//b", "/a", "a/.hidden", "a b"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(&sha256_hex(b"")[..8], "e3b0c442");
+        assert_eq!(sha256_hex(b"").len(), 64);
+        assert_eq!(
+            report_key("2026-11-16", "abcdef"),
+            "reports/2026-11-16/ab/abcdef.json"
+        );
+        assert_eq!(archive_key("2026-11-16"), "archive/2026-11-16.ndjson");
+        let m = ObjectMeta {
+            key: "archive/2026-11-16.ndjson".into(),
+            size: 10,
+        };
+        assert_eq!(m.name(), "2026-11-16.ndjson");
+    }
+}

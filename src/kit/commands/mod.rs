@@ -27,3 +27,16 @@ pub(crate) fn invoked_as(namespace: &str) -> String {
         .cloned()
         .unwrap_or_else(|| format!("{namespace} telemetry"))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The hints name what the user typed. (The only unit test that sets
+    /// the prefix: the first call wins for the whole test process.)
+    #[test]
+    fn hints_name_the_command_users_type() {
+        assert_eq!(super::invoked_as("mytool"), "mytool telemetry");
+        super::set_invoked_as("clearcount --namespace mytool");
+        super::set_invoked_as("other telemetry");
+        assert_eq!(super::invoked_as("mytool"), "clearcount --namespace mytool");
+    }
+}

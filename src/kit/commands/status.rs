@@ -201,3 +201,16 @@ pub fn set_mode(ns: &str, m: Mode) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_installation_reads_as_nothing_counted() {
+        let w = this_week(Path::new("/nonexistent/clearcount"));
+        assert!(w.begin.is_none() && w.files.is_empty() && w.counters.is_empty());
+        let e = read_file(Path::new("/no/such.v1.count")).unwrap_err();
+        assert!(e.starts_with("/no/such.v1.count: "), "{e}");
+    }
+}

@@ -11,11 +11,6 @@ use std::path::Path;
 use toml::Spanned;
 
 /// Whether a declared counter is a plain counter or a stack counter.
-///
-/// ```
-/// use clearcount_protocol::config::CounterKind;
-/// assert_eq!(CounterKind::Stack.to_string(), "stack");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CounterKind {
     /// A plain counter: one name, one count.
@@ -215,16 +210,6 @@ impl DeclaredCounters {
     /// Loads every `*.toml` file of `dir`. Each file must be named after the
     /// program it declares (`<program>.toml`). Every problem found is
     /// returned.
-    ///
-    /// ```
-    /// let dir = std::env::temp_dir().join(format!("cc-doc-declared-{}", std::process::id()));
-    /// std::fs::create_dir_all(&dir).unwrap();
-    /// std::fs::write(dir.join("t.toml"), "program = \"t\"\n[[counter]]\nname = \"t/a\"\n\
-    ///     kind = \"plain\"\ndescription = \"d\"\nquestion = \"q\"\n").unwrap();
-    /// let d = clearcount_protocol::config::DeclaredCounters::load_dir(&dir).unwrap();
-    /// assert!(d.program("t").is_some());
-    /// std::fs::remove_dir_all(&dir).unwrap();
-    /// ```
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<DeclaredCounters, Vec<ConfigError>> {
         let dir = dir.as_ref();
         let shown = dir.display().to_string();
@@ -286,11 +271,6 @@ impl DeclaredCounters {
     }
 
     /// The declared counters of one program.
-    ///
-    /// ```
-    /// let d = clearcount_protocol::config::DeclaredCounters::default();
-    /// assert!(d.program("t").is_none());
-    /// ```
     pub fn program(&self, program: &str) -> Option<&DeclaredProgram> {
         self.programs.iter().find(|p| p.program == program)
     }

@@ -119,12 +119,6 @@ fn check_word(what: &str, value: &str) -> Result<(), String> {
 
 /// The collection config: what is collected, from which builds, at which
 /// rate. Built by [`CollectionConfig::parse`].
-///
-/// ```
-/// let cfg = clearcount_protocol::config::CollectionConfig::parse(
-///     "version = 1\nsample_rate = 0.1\n", "config.toml").unwrap();
-/// assert_eq!((cfg.version, cfg.sample_rate, cfg.programs.len()), (1, 0.1, 0));
-/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CollectionConfig {
     /// Config version, at least 1; a new config always has a higher version.
@@ -163,14 +157,6 @@ pub struct ProgramConfig {
 }
 
 /// One collected counter (one name, after bucket expansion).
-///
-/// ```
-/// let cfg = clearcount_protocol::config::CollectionConfig::parse(
-///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n\
-///      [[program.counter]]\nname = \"t/s\"\nrate = 0.5\ndepth = 4\n", "c.toml").unwrap();
-/// let c = &cfg.programs[0].counters[0];
-/// assert_eq!((c.name.as_str(), c.rate, c.depth, c.line), ("t/s", 0.5, Some(4), 6));
-/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CounterConfig {
     /// Counter name (for a stack counter, the part before the frames).
@@ -367,12 +353,6 @@ impl CollectionConfig {
     }
 
     /// The entry for a program, if it is configured.
-    ///
-    /// ```
-    /// let cfg = clearcount_protocol::config::CollectionConfig::parse(
-    ///     "version = 1\nsample_rate = 1.0\n[[program]]\nname = \"t\"\nversions = [\"*\"]\n", "c").unwrap();
-    /// assert!(cfg.program("t").is_some() && cfg.program("u").is_none());
-    /// ```
     pub fn program(&self, program: &str) -> Option<&ProgramConfig> {
         self.programs.iter().find(|p| p.name == program)
     }
