@@ -9,7 +9,8 @@
 //!   truncated log, a forged checkpoint, a swapped key each refused;
 //! - a witness on 127.0.0.1 cosigning consistent checkpoints and refusing a
 //!   split view (a second log directory forked from the same key), so a
-//!   client that requires it refuses the second branch.
+//!   client that requires it refuses the second branch;
+//! - the project's own published log, `config/log/`.
 //!
 //! `cargo test -p clearcount-cli --test config_log`
 
@@ -861,4 +862,48 @@ fn witness_cosigns_consistent_checkpoints_and_refuses_a_split_view() {
     let (s, _, body) = post(&add, &format!("old 2\n\n{cp}"));
     assert_eq!(s, 200, "{body}");
     assert!(body.starts_with("\u{2014} witness.example/w1 "), "{body}");
+}
+
+// ---------------------------------------------------------------------------
+// The project's own log
+
+#[test]
+fn published_log_holds_the_published_config() {
+    let log = root().join("config/log");
+    let out = run_ok(&mut audit(
+        log.to_str().unwrap(),
+        &["--policy", log.join("policy").to_str().unwrap()],
+    ));
+    assert!(out.contains("audit ok:"), "{out}");
+    // The current config is the last entry, byte for byte, and a client
+    // compiled with the published policy accepts it.
+    let dir = LogDir::open(&log).unwrap();
+    let loaded = dir.load().unwrap();
+    assert_eq!(
+        loaded.entries().last().unwrap(),
+        &std::fs::read(root().join("config/config.toml")).unwrap()
+    );
+    let policy = Policy::parse(&std::fs::read_to_string(log.join("policy")).unwrap()).unwrap();
+    assert_eq!(
+        policy.log().to_string(),
+        std::fs::read_to_string(log.join("log.vkey"))
+            .unwrap()
+            .trim()
+    );
+    assert_eq!(
+        client_check(&log, &policy),
+        Ok(loaded.versions()[loaded.versions().len() - 1])
+    );
+    // No secret key anywhere in config/.
+    for (p, bytes) in snapshot(&root().join("config")) {
+        let t = String::from_utf8_lossy(&bytes);
+        let minisign_secret = t
+            .lines()
+            .any(|l| l.starts_with("untrusted comment:") && l.contains("secret key"));
+        assert!(
+            !t.contains("PRIVATE+KEY") && !minisign_secret,
+            "{} holds a secret key",
+            p.display()
+        );
+    }
 }
