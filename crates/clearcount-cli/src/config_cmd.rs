@@ -1,7 +1,12 @@
-//! `clearcount config …`: check, sign and verify the collection config.
+//! `clearcount config …`: check, sign and verify the collection config;
+//! publish it through the config log and audit a log (`log_cmd.rs`,
+//! `audit_cmd.rs`).
 
+use crate::audit_cmd::AuditArgs;
+use crate::log_cmd::{self, CosignArgs, KeygenArgs, LogInitArgs, PublishArgs};
 use clearcount_protocol::config::{CollectionConfig, DeclaredCounters, check};
 use clearcount_protocol::sign;
+use clearcount_protocol::tlog::note::KeyType;
 use std::path::{Path, PathBuf};
 
 /// The `config` subcommands.
@@ -49,6 +54,25 @@ pub(crate) enum ConfigCommand {
         #[arg(value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Create the config log's key pair (Ed25519, C2SP signed-note
+    /// formats): the verifier key is published, the signer key kept
+    /// offline. Refuses to overwrite existing files.
+    LogKeygen(KeygenArgs),
+    /// Create an empty config log directory for a log key.
+    LogInit(LogInitArgs),
+    /// Publish a config: check it against the declared counters, sign it
+    /// (CONFIG.minisig), append it to the log (its version must be higher
+    /// than the last entry's), sign the new checkpoint, and ask the
+    /// witnesses given for cosignatures.
+    Publish(PublishArgs),
+    /// Ask witnesses to cosign the log's latest checkpoint (online, no
+    /// secret key; without --witness, every witness of the log's policy
+    /// that has a URL) and add their cosignatures to the log.
+    Cosign(CosignArgs),
+    /// Audit a config log (URL or directory): recompute every hash, check
+    /// every checkpoint's signatures and that all are one history, print
+    /// the history; exits non-zero with the reason on any failure.
+    Audit(AuditArgs),
 }
 
 /// True for the base64 line of a minisign public key (56 characters of
@@ -64,7 +88,7 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
 }
 
-fn check_paths(config: &Path, counters: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn check_paths(config: &Path, counters: &Path) -> Result<Vec<String>, String> {
     let shown = config.display().to_string();
     let text = read(config)?;
     let mut problems = Vec::new();
@@ -92,6 +116,11 @@ fn check_paths(config: &Path, counters: &Path) -> Result<Vec<String>, String> {
 /// for the caller to print before exiting non-zero.
 pub(crate) fn run(cmd: ConfigCommand) -> Result<(), String> {
     match cmd {
+        ConfigCommand::LogKeygen(a) => log_cmd::keygen(a, KeyType::Ed25519),
+        ConfigCommand::LogInit(a) => log_cmd::log_init(a),
+        ConfigCommand::Publish(a) => log_cmd::publish(a),
+        ConfigCommand::Cosign(a) => log_cmd::cosign(a),
+        ConfigCommand::Audit(a) => crate::audit_cmd::run(a),
         ConfigCommand::Check { config, counters } => {
             let problems = check_paths(&config, &counters)?;
             for p in &problems {

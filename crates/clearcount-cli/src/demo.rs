@@ -3,7 +3,9 @@
 //!
 //! 1. Makes a throwaway key pair and signs a demo collection config (the
 //!    published `config/config.toml` with every rate set to 1, so every
-//!    simulated installation reports).
+//!    simulated installation reports), and publishes it through a
+//!    throwaway config log (`config/log/` in the demo's data, its key pair
+//!    in `keys/`).
 //! 2. Starts the collection server on loopback.
 //! 3. Simulates installations of the example tool `instrumented`: each is a
 //!    telemetry directory of its own (`CLEARCOUNT_DIR`), opted in with
@@ -311,6 +313,58 @@ impl Installation<'_> {
     }
 }
 
+/// The origin of the demo's throwaway config log.
+const DEMO_LOG_ORIGIN: &str = "demo.clearcount.localhost/config-log";
+
+/// Publishes the demo config through a throwaway config log in `dir`
+/// (`counters-spec/config-log.md` §7), its key pair in `keys`
+/// (`demo-log.vkey`, `demo-log.skey`), with a policy of that key alone.
+/// A log from an earlier run (`--data`) is kept when it already ends with
+/// this config, extended when the config's version is higher, and made
+/// anew otherwise. Returns the config's entry.
+fn publish_to_demo_log(
+    keys: &Path,
+    dir: &Path,
+    config: &[u8],
+) -> Result<clearcount_protocol::tlog::log::Published, String> {
+    use clearcount_protocol::tlog::log::{LogDir, Published};
+    use clearcount_protocol::tlog::note::KeyType;
+    let (vkey, skey) = (keys.join("demo-log.vkey"), keys.join("demo-log.skey"));
+    let key = match crate::log_cmd::read_skey(&skey) {
+        Ok(k) if vkey.is_file() && k.verifier().name() == DEMO_LOG_ORIGIN => k,
+        _ => {
+            let _ = std::fs::remove_file(&vkey);
+            let _ = std::fs::remove_file(&skey);
+            crate::log_cmd::write_key_pair(DEMO_LOG_ORIGIN, KeyType::Ed25519, &vkey, &skey)?
+        }
+    };
+    if let Ok(log) = LogDir::open(dir)
+        && log.verifier().is_ok_and(|v| &v == key.verifier())
+        && let Ok(entries) = log.load()
+        && let Ok(Some(checkpoint)) = log.checkpoint()
+        && checkpoint.checkpoint.size == entries.size()
+    {
+        if entries.entries().last().is_some_and(|e| e == config) {
+            return Ok(Published {
+                index: entries.size() - 1,
+                version: entries.versions()[entries.size() as usize - 1],
+                checkpoint,
+            });
+        }
+        if let Ok(p) = log.publish(config, &key) {
+            return Ok(p);
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io("remove", dir, e))?;
+    }
+    let log = LogDir::init(dir, key.verifier()).map_err(|e| e.to_string())?;
+    let policy = log.path().join(LogDir::POLICY);
+    std::fs::write(&policy, format!("log {}\nquorum none\n", key.verifier()))
+        .map_err(|e| io("write", &policy, e))?;
+    log.publish(config, &key).map_err(|e| e.to_string())
+}
+
 /// Removes the demo's temporary files when the demo ends, however it ends.
 struct TempData(Option<PathBuf>);
 
@@ -355,11 +409,14 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         clearcount_protocol::sign::keygen(&public, &secret).map_err(|e| e.to_string())?;
     }
     let config = config_dir.join("config.toml");
-    std::fs::write(&config, demo_config()).map_err(|e| io("write", &config, e))?;
+    let config_text = demo_config();
+    std::fs::write(&config, &config_text).map_err(|e| io("write", &config, e))?;
     std::fs::write(counters_dir.join("instrumented.toml"), DECLARED)
         .map_err(|e| io("write", &counters_dir, e))?;
     clearcount_protocol::sign::sign(&secret, &config).map_err(|e| e.to_string())?;
     let public_key = std::fs::read_to_string(&public).map_err(|e| io("read", &public, e))?;
+    let log_dir = config_dir.join("log");
+    let logged = publish_to_demo_log(&keys, &log_dir, config_text.as_bytes())?;
 
     // 2. The server, on its own runtime thread.
     let opts = clearcount_server::ServerOptions {
@@ -487,6 +544,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         "    config        {} (+ .minisig), counters in {}",
         config.display(),
         counters_dir.display()
+    );
+    println!(
+        "    config log    {} (the config is entry {}, checkpoint of size {}; audit it with `clearcount config audit {}`)",
+        log_dir.display(),
+        logged.index,
+        logged.index + 1,
+        log_dir.display()
     );
     println!("    demo keys     {} (throwaway)", keys.display());
     println!(

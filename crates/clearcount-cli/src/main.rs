@@ -6,6 +6,9 @@
 //! | `status`, `view`, `report`, `upload`, `on`, `off`, `local`, `clean` | see and control one toolchain's telemetry (`--namespace`) | the same commands a toolchain mounts as `mytool telemetry …` (`clearcount::kit::subcommand`) |
 //! | `dump` | any counter file, every counter | `dump.rs`, over `clearcount::dump` |
 //! | `config` | check, key pairs, sign, verify the collection config | `config_cmd.rs`, over `clearcount-protocol` |
+//! | `config log-keygen`, `log-init`, `publish`, `cosign` | the config log, maintainer side | `log_cmd.rs`, over `clearcount_protocol::tlog` |
+//! | `config audit` | anyone's audit of a config log, by URL or directory | `audit_cmd.rs` (HTTP: `http.rs`, ureq) |
+//! | `witness` | witness keys and a witness server (C2SP tlog-witness) | `witness_cmd.rs` (axum) |
 //! | `serve`, `merge` | the collection server, the archive rebuild | `serve_cmd.rs`, over `clearcount-server` |
 //! | `demo` | the whole flow on this machine | `demo.rs` |
 //!
@@ -14,10 +17,14 @@
 use clap::{Parser, Subcommand};
 use clearcount::kit::subcommand::TelemetryCommand;
 
+mod audit_cmd;
 mod config_cmd;
 mod demo;
 mod dump;
+mod http;
+mod log_cmd;
 mod serve_cmd;
+mod witness_cmd;
 
 /// The `clearcount` command line.
 #[derive(Debug, Parser)]
@@ -52,9 +59,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Check, sign and verify the collection config.
+    /// Check, sign and verify the collection config; publish it through
+    /// the config log; audit a config log.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Witness config logs: key pairs, and a witness that cosigns only
+    /// checkpoints consistent with what it saw.
+    #[command(subcommand)]
+    Witness(witness_cmd::WitnessCommand),
     /// Run the collection server and public archive.
     Serve(serve_cmd::ServeArgs),
     /// Rebuild the weekly archive files of a server's data.
@@ -77,6 +89,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Dump { json, files } => dump::run(&files, json),
         Command::Config(c) => config_cmd::run(c),
+        Command::Witness(c) => witness_cmd::run(c),
         Command::Serve(a) => serve_cmd::run_serve(a),
         Command::Merge(a) => serve_cmd::run_merge(a),
         Command::Demo(a) => demo::run(a),

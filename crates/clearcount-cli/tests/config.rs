@@ -10,21 +10,9 @@
 
 mod common;
 
-use common::TempDir;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// The workspace root, where the published `config/` is.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn clearcount() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_clearcount"));
-    // Nothing from the caller's environment picks a namespace.
-    c.env_remove("CLEARCOUNT_NAMESPACE");
-    c
-}
+use common::{TempDir, clearcount, root, run_err, run_ok, text};
+use std::path::Path;
+use std::process::Command;
 
 fn minisign() -> Command {
     let found = Command::new("minisign").arg("-v").output().is_ok();
@@ -34,40 +22,6 @@ fn minisign() -> Command {
          install it (Debian/Ubuntu: apt-get install -y minisign) — these tests must not be skipped"
     );
     Command::new("minisign")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs `cmd`, which must succeed; its stdout.
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Runs `cmd`, which must fail with exit status 1 and one line on stderr
-/// (`clearcount: …`); that line.
-fn run_err(cmd: &mut Command) -> String {
-    let out: Output = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{cmd:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let err = text(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
-    let line = err.trim_end().to_owned();
-    assert!(line.starts_with("clearcount: "), "{line}");
-    line
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! Helpers for the `clearcount` command's integration tests: temporary
-//! directories, child processes killed on drop, and moto's S3 server.
+//! directories, child processes killed on drop, running the command, and
+//! moto's S3 server.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod moto;
@@ -41,4 +42,51 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The workspace root, where the published `config/` is.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `clearcount` binary, with nothing from the caller's environment
+/// picking a namespace.
+pub fn clearcount() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clearcount"));
+    c.env_remove("CLEARCOUNT_NAMESPACE");
+    c
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd`, which must succeed; its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `cmd`, which must fail with exit status 1 and one line on stderr
+/// (`clearcount: …`); that line.
+pub fn run_err(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{cmd:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    let line = err.trim_end().to_owned();
+    assert!(line.starts_with("clearcount: "), "{line}");
+    line
 }

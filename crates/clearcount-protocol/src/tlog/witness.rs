@@ -277,14 +277,24 @@ impl WitnessDir {
         }
     }
 
-    /// Stores a log's latest checkpoint (write to a temporary file, then
-    /// rename).
+    /// Stores a log's latest checkpoint durably: written to a temporary
+    /// file, flushed to disk, renamed over the old one, and the directory
+    /// flushed, so that once this returns (and the witness answers) a
+    /// crash cannot bring back an older checkpoint.
     pub fn store(&self, checkpoint: &Checkpoint) -> Result<(), FormatError> {
+        use std::io::Write;
         let p = self.file(&checkpoint.origin);
         let mut tmp = p.clone().into_os_string();
         tmp.push(".tmp");
-        std::fs::write(&tmp, checkpoint.to_text())
-            .and_then(|()| std::fs::rename(&tmp, &p))
-            .map_err(|e| FormatError::new(format!("cannot write {}: {e}", p.display())))
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(checkpoint.to_text().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)?;
+            #[cfg(unix)]
+            std::fs::File::open(&self.root)?.sync_all()?;
+            Ok(())
+        };
+        write().map_err(|e| FormatError::new(format!("cannot write {}: {e}", p.display())))
     }
 }
