@@ -190,6 +190,8 @@ fn serve(moto: &Moto, data: &str, config: &std::path::Path) -> ServeProc {
             .arg("--config")
             .arg(config)
             .args(["--min-reports", "1", "--merge-interval", "3600"])
+            // A burst of uploads from one address.
+            .args(["--rate-limit", "0"])
             .envs(moto.env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
