@@ -36,14 +36,22 @@ pub(crate) const OVERFLOW: usize = 256;
 /// How long a stopping server waits for the requests in flight.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(10);
 
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-retry-after: 1\r\n\
-x-content-type-options: nosniff\r\n\
-connection: close\r\n\
-content-length: 46\r\n\
-\r\n\
-too many connections; try again in a second.\n";
+/// The answer to a connection over the cap.
+fn busy_response() -> Vec<u8> {
+    let body = "too many connections; try again in a second\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         retry-after: 1\r\n\
+         content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n\
+         x-content-type-options: nosniff\r\n\
+         referrer-policy: no-referrer\r\n\
+         connection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// The connection cap that fits the open-file limit (each connection is
 /// one file descriptor; 64 are kept for the store and the rest).
@@ -164,7 +172,7 @@ async fn busy(mut stream: TcpStream) {
     })
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(BUSY).await?;
+        stream.write_all(&busy_response()).await?;
         stream.shutdown().await?;
         // Read what is left until the client closes, so that it gets the
         // answer rather than a reset.
