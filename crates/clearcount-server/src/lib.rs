@@ -99,6 +99,9 @@ mod render;
 mod s3;
 mod store;
 
+#[cfg(test)]
+mod race_tests;
+
 pub use limits::Limits;
 pub use merge::{MergeStats, merge_blocking};
 
@@ -454,6 +457,16 @@ pub async fn serve_with_shutdown(
 ) -> Result<(), String> {
     let store = store::open_store(&opts.data)
         .map_err(|e| format!("cannot open data store {}: {e}", opts.data))?;
+    serve_store(opts, store, ready, shutdown).await
+}
+
+/// [`serve_with_shutdown`] on a store already open (`opts.data` unused).
+pub(crate) async fn serve_store(
+    opts: ServerOptions,
+    store: Arc<dyn Store>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let public_key = match &opts.public_key {
         Some(p) => Some(
             std::fs::read_to_string(p)

@@ -46,7 +46,10 @@
 //!   412), the merge starts over (read, list, write), up to
 //!   [`crate::merge`]'s attempt limit. So two merges racing leave the
 //!   archive of the later listing: after the last merge, every report
-//!   accepted before it listed is in the archive exactly once.
+//!   accepted before it listed is in the archive exactly once. The race
+//!   tests (`race_tests.rs`) force all 20 orders of two merges' steps on
+//!   moto while uploads continue, and show that unconditional writes lose
+//!   reports in the same test.
 //!
 //! # Settings
 //!
@@ -784,7 +787,7 @@ impl Store for S3Store {
 }
 
 #[cfg(test)]
-mod moto;
+pub(crate) mod moto;
 
 #[cfg(test)]
 mod moto_tests;
