@@ -26,6 +26,13 @@
 //!    with `Retry-After`) keyed by a salted hash that rotates daily and
 //!    lives in memory only, and security headers on every response.
 //!
+//!    Who runs what: every connection is an async task on the runtime's
+//!    worker threads, and none blocks one. The blocking pool only runs
+//!    short file operations (a report written, a listing, one 16 KiB read of
+//!    an archive file when its client can take it), so a slow client holds
+//!    a connection slot and a buffer, never a thread. Merges and page builds
+//!    run on threads of their own at a lower priority (nice 10), so they
+//!    neither share a pool with ingest nor take its processors.
 //! 1. **Ingest** (`ingest.rs`). A body over 64 KiB is refused (413). The
 //!    report is parsed strictly: unknown fields, wrong types, a bad week, X
 //!    out of `[0, 1)`, negative counts or a bad counter name are refused with
@@ -47,8 +54,10 @@
 //!    one newline-delimited JSON file, `archive/<week>.ndjson`, in key order,
 //!    so a rebuild gives the same bytes. The merge streams (one report in
 //!    memory at a time, one shard of keys listed at a time) into a temporary
-//!    file that then atomically replaces the old archive, so merges running
-//!    at once in several processes cannot corrupt it. The server merges the
+//!    file that then atomically replaces the old archive, if the archive is
+//!    still the version read before the listing (`If-Match` on its `ETag`
+//!    on S3): merges running at once in several processes can neither
+//!    corrupt it nor replace it with an older listing. The server merges the
 //!    weeks it can still receive reports for every
 //!    [`ServerOptions::merge_interval`]; `clearcount merge` rebuilds them all.
 //! 4. **Public pages** (`pages.rs`, `charts.rs`, `render.rs`, `publish.rs`). `/` says what this is,
