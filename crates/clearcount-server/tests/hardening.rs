@@ -1,6 +1,7 @@
 //! The server under hostile clients, over real HTTP on loopback, each test
 //! with a server in a child process (so that its output and memory are its
-//! own): the per-source rate limit and what it keeps (no address, anywhere),
+//! own): the per-source rate limit and what it keeps (no address, anywhere,
+//! and no arrival time on a report file),
 //! the security headers on every response, the connection cap and the
 //! upload budget (503 with `Retry-After` at once, never a stall), the
 //! header and body timeouts, and a flood of made-up versions (the charts
@@ -97,7 +98,8 @@ fn loopback(last: u8) -> IpAddr {
 /// one); four other sources sending at the same time are not affected; and
 /// afterwards no file under the data directory, the archive and the static
 /// site included, and nothing the server printed, holds any of the
-/// addresses, as text or as bytes.
+/// addresses, as text or as bytes; and the report files and their
+/// directories show the week's start, not when they arrived.
 #[test]
 fn rate_limit_turns_one_fast_source_away_and_keeps_no_address() {
     let dir = setup("rate");
