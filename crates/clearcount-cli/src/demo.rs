@@ -427,6 +427,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         counters: Some(counters_dir.clone()),
         min_reports: args.min_reports,
         merge_interval: Duration::from_secs(5),
+        // Every simulated installation sends from this machine's address.
+        limits: clearcount_server::Limits {
+            uploads_per_minute: 0,
+            ..clearcount_server::Limits::default()
+        },
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

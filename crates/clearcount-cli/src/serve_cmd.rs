@@ -1,7 +1,7 @@
 //! `clearcount serve` and `clearcount merge`: the collection server and the
 //! archive rebuild, as command-line subcommands.
 
-use clearcount_server::ServerOptions;
+use clearcount_server::{Limits, ServerOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +32,26 @@ pub(crate) struct ServeArgs {
     /// Seconds between archive rebuilds.
     #[arg(long, default_value_t = 60)]
     pub(crate) merge_interval: u64,
+    /// Connections served at once; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// MiB of upload bodies being received at once; past it, 503 with
+    /// Retry-After.
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().max_upload_bytes >> 20)]
+    pub(crate) max_upload_mib: usize,
+    /// Uploads one source may send per minute (429 with Retry-After past
+    /// it; 0: no limit). Sources are kept in memory only, by a salted hash
+    /// that changes daily.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().uploads_per_minute)]
+    pub(crate) rate_limit: u32,
+    /// Uploads one source may send in a burst.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().upload_burst)]
+    pub(crate) rate_burst: u32,
+    /// Behind a reverse proxy: the header it puts the client's address in
+    /// (X-Forwarded-For: its last entry; X-Real-IP, ...). Only when every
+    /// request comes through that proxy, or clients pick their own source.
+    #[arg(long, value_name = "HEADER")]
+    pub(crate) client_ip_header: Option<String>,
 }
 
 impl ServeArgs {
@@ -45,6 +65,14 @@ impl ServeArgs {
             counters: self.counters.clone(),
             min_reports: self.min_reports,
             merge_interval: Duration::from_secs(self.merge_interval.max(1)),
+            limits: Limits {
+                max_connections: self.max_connections,
+                max_upload_bytes: self.max_upload_mib.max(1) << 20,
+                uploads_per_minute: self.rate_limit,
+                upload_burst: self.rate_burst,
+                client_ip_header: self.client_ip_header.clone(),
+                ..Limits::default()
+            },
         }
     }
 }

@@ -3,6 +3,13 @@
 //! `.ci/run`) loads `/charts`, and the test checks the rendered page: the
 //! charts are there as SVG elements with titles, axes, legends and bars, and
 //! a screenshot is saved to `target/browser-charts.png`.
+//!
+//! Every page is served with its security headers (a strict
+//! `Content-Security-Policy`, `nosniff`, `no-referrer`), and Chromium, which
+//! enforces the policy and reports each thing it blocks on its console
+//! (logged to its standard error here), blocks nothing on any page. The
+//! same `/charts` page served by the test with a policy that forbids its
+//! style sheet is reported: the check sees a violation when there is one.
 
 mod common;
 
@@ -34,6 +41,9 @@ fn browse(args: &[&str], profile: &std::path::Path) -> std::process::Output {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
+            // The console (where CSP violations are reported) on stderr.
+            "--enable-logging=stderr",
+            "--v=0",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
@@ -146,10 +156,89 @@ fn charts_render_in_chromium() {
         "a real picture"
     );
 
-    // The other public pages load too.
-    for page in ["/", "/data/", "/config", "/counters"] {
-        let out = browse(&["--dump-dom", &format!("{base}{page}")], &profile);
+    // Every public page: the security headers, and nothing blocked.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for page in ["/", "/charts", "/data/", "/config", "/counters"] {
+        let url = format!("{base}{page}");
+        let r = agent.get(&url).call().expect("the page loads");
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let csp = h("content-security-policy");
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'sha256-")
+                && csp.contains("frame-ancestors 'none'"),
+            "{page}: {csp:?}"
+        );
+        assert_eq!(h("x-content-type-options"), "nosniff", "{page}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{page}");
+        let out = browse(&["--dump-dom", &url], &profile);
         let dom = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && dom.contains("clearcount"), "{page}");
+        let blocked = csp_violations(&out);
+        assert!(blocked.is_empty(), "{page}: Chromium blocked {blocked:#?}");
     }
+
+    // The control: /charts with a policy that forbids its style sheet.
+    let html = agent
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let control = serve_once_with_policy(html, "default-src 'none'; style-src 'none'");
+    let out = browse(&["--dump-dom", &control], &profile);
+    let blocked = csp_violations(&out);
+    assert!(
+        blocked.iter().any(|l| l.contains("style-src")),
+        "a forbidden style sheet was not reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lines of Chromium's console that report something the page's
+/// Content-Security-Policy blocked.
+fn csp_violations(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("Content Security Policy") || l.contains("Content-Security-Policy"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Serves `html` with the header `Content-Security-Policy: policy` to
+/// every request on a loopback port (on a thread, until the test ends);
+/// returns its URL.
+fn serve_once_with_policy(html: String, policy: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/charts", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-security-policy: {policy}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                html.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(html.as_bytes());
+        }
+    });
+    url
 }

@@ -5,6 +5,21 @@
 //! count), not summed counts: one busy installation weighs as much as a
 //! quiet one. A bucket seen in fewer than `k` reports in a week is not shown
 //! for that week (see [`ChartData::to_charts`]).
+//!
+//! # Bounded, whatever senders make up
+//!
+//! Version patterns such as `1.*` accept any version string, and an empty
+//! `os` or `arch` list any system, so the number of distinct values is
+//! the senders' choice. Each [`Tally`] keeps at most [`MAX_KEYS`] values
+//! (each cut to [`MAX_KEY_LEN`] bytes); when a new value would be one too
+//! many, the less reported half is folded into the tally's `other` series.
+//! A program keeps at most [`MAX_KEYS`] counters, and the data at most
+//! [`MAX_PROGRAMS`] programs (more are counted in
+//! [`ChartData::dropped`]). A chart draws the [`MAX_SERIES`] most reported
+//! values and one `other` series for the rest. So the chart data and the
+//! page stay bounded: a flood of 10,000 made-up versions costs one
+//! `other` bar. A value rarer than the most reported [`MAX_KEYS`] may be
+//! counted partly under `other`.
 
 use super::store::Store;
 use clearcount_protocol::report::Report;
@@ -14,22 +29,159 @@ use std::io::{self, BufRead};
 /// week → number of reports.
 pub type Series = BTreeMap<String, u64>;
 
+/// Values kept per tally (versions, systems, buckets of one counter, ...).
+pub const MAX_KEYS: usize = 200;
+/// Programs kept in the chart data.
+pub const MAX_PROGRAMS: usize = 50;
+/// Longest value kept, in bytes (longer ones are cut, with `…`).
+pub const MAX_KEY_LEN: usize = 64;
+/// The name of the series that holds the values not shown on their own.
+pub const OTHER: &str = "other";
+
+/// Reports per value per week, for at most [`MAX_KEYS`] values; the rest
+/// are summed in `other`.
+///
+/// Once full, a tally folds the less reported half of its values into
+/// `other` to make room. Which half is ranked by how often each value was
+/// seen in all, kept or not, as a small count-min sketch tells (made at
+/// the first fold, [`SKETCH_ROWS`] × [`SKETCH_COLS`] counters): a value
+/// folded once and seen often again (a real version among a flood of
+/// made-up ones) outranks values seen once, and stays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Value → reports per week.
+    pub keys: BTreeMap<String, Series>,
+    /// Reports per week of the values folded out of `keys`.
+    pub other: Series,
+    /// Values folded into `other` (a value folded twice counts twice).
+    pub folded: u64,
+    /// How often each value was seen, roughly (from the first fold on).
+    sketch: Option<Box<Sketch>>,
+}
+
+/// Rows of a tally's count-min sketch.
+pub const SKETCH_ROWS: usize = 4;
+/// Counters per row (the sketch takes 4 × 512 × 4 bytes = 8 KiB).
+pub const SKETCH_COLS: usize = 512;
+
+/// A count-min sketch: an estimate, never under the truth, of how often a
+/// value was seen.
+#[derive(Debug, Clone, PartialEq)]
+struct Sketch([[u32; SKETCH_COLS]; SKETCH_ROWS]);
+
+impl Sketch {
+    fn cells(key: &str) -> [usize; SKETCH_ROWS] {
+        use std::hash::{Hash, Hasher};
+        std::array::from_fn(|row| {
+            let mut h = std::hash::DefaultHasher::new();
+            row.hash(&mut h);
+            key.hash(&mut h);
+            h.finish() as usize % SKETCH_COLS
+        })
+    }
+
+    fn add(&mut self, key: &str, n: u64) {
+        for (row, col) in Self::cells(key).into_iter().enumerate() {
+            self.0[row][col] = self.0[row][col].saturating_add(n.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
+    fn estimate(&self, key: &str) -> u64 {
+        Self::cells(key)
+            .into_iter()
+            .enumerate()
+            .map(|(row, col)| u64::from(self.0[row][col]))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+impl Tally {
+    /// Counts one report with `key` in `week`.
+    pub fn bump(&mut self, key: &str, week: &str) {
+        let key = clip(key);
+        if let Some(sk) = &mut self.sketch {
+            sk.add(key, 1);
+        }
+        if let Some(s) = self.keys.get_mut(key) {
+            bump(s, week);
+            return;
+        }
+        if self.keys.len() >= MAX_KEYS {
+            self.fold_half();
+        }
+        bump(self.keys.entry(key.to_owned()).or_default(), week);
+    }
+
+    /// Folds the less seen half of the values into `other` (ties: the
+    /// later names), so that adding is amortised O(log n).
+    fn fold_half(&mut self) {
+        if self.sketch.is_none() {
+            let mut sk = Box::new(Sketch([[0; SKETCH_COLS]; SKETCH_ROWS]));
+            for (k, s) in &self.keys {
+                sk.add(k, s.values().sum());
+            }
+            self.sketch = Some(sk);
+        }
+        let sk = self.sketch.as_deref();
+        let mut by_total: Vec<(u64, &String)> = self
+            .keys
+            .iter()
+            .map(|(k, s)| {
+                let seen = s.values().sum::<u64>();
+                (sk.map_or(seen, |sk| sk.estimate(k).max(seen)), k)
+            })
+            .collect();
+        by_total.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
+        let out: Vec<String> = by_total[..by_total.len() / 2]
+            .iter()
+            .map(|(_, k)| (*k).clone())
+            .collect();
+        for k in out {
+            if let Some(s) = self.keys.remove(&k) {
+                for (w, n) in s {
+                    *self.other.entry(w).or_default() += n;
+                }
+                self.folded += 1;
+            }
+        }
+    }
+
+    /// Number of distinct values seen (kept and folded).
+    pub fn seen(&self) -> u64 {
+        self.keys.len() as u64 + self.folded
+    }
+}
+
+/// `s` cut to at most [`MAX_KEY_LEN`] bytes, on a character boundary.
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_KEY_LEN {
+        return s;
+    }
+    let mut cut = MAX_KEY_LEN;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// The tallies of one program.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProgramTally {
     /// Reports that carry the program, per week.
     pub reports: Series,
     /// Reports per version, per week.
-    pub versions: BTreeMap<String, Series>,
+    pub versions: Tally,
     /// Reports per OS, per week.
-    pub os: BTreeMap<String, Series>,
+    pub os: Tally,
     /// Reports per architecture, per week.
-    pub arch: BTreeMap<String, Series>,
+    pub arch: Tally,
     /// Counter base name (before `:`) → bucket (after `:`, or the whole name
-    /// for a counter without buckets) → reports per week.
-    pub counters: BTreeMap<String, BTreeMap<String, Series>>,
+    /// for a counter without buckets) → reports per week. At most
+    /// [`MAX_KEYS`] counters.
+    pub counters: BTreeMap<String, Tally>,
     /// Stack counter name → reports per week.
-    pub stacks: BTreeMap<String, Series>,
+    pub stacks: Tally,
 }
 
 /// Everything the charts are drawn from. Its size depends on the number of
@@ -42,8 +194,11 @@ pub struct ChartData {
     pub total: u64,
     /// Lines that were not valid reports.
     pub skipped: u64,
-    /// Per program.
+    /// Per program (at most [`MAX_PROGRAMS`]).
     pub programs: BTreeMap<String, ProgramTally>,
+    /// Program entries and counters left out: past [`MAX_PROGRAMS`]
+    /// programs, or [`MAX_KEYS`] counters of a program.
+    pub dropped: u64,
 }
 
 fn bump(series: &mut Series, week: &str) {
@@ -60,6 +215,10 @@ impl ChartData {
         // counted once per report and program.
         let mut seen: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
         for p in &r.programs {
+            if !self.programs.contains_key(&p.program) && self.programs.len() >= MAX_PROGRAMS {
+                self.dropped += 1;
+                continue;
+            }
             let t = self.programs.entry(p.program.clone()).or_default();
             for (kind, value) in [("p", ""), ("v", &p.version), ("o", &p.os), ("a", &p.arch)] {
                 if !seen.insert((&p.program, kind, value)) {
@@ -67,9 +226,9 @@ impl ChartData {
                 }
                 match kind {
                     "p" => bump(&mut t.reports, week),
-                    "v" => bump(t.versions.entry(value.to_owned()).or_default(), week),
-                    "o" => bump(t.os.entry(value.to_owned()).or_default(), week),
-                    _ => bump(t.arch.entry(value.to_owned()).or_default(), week),
+                    "v" => t.versions.bump(value, week),
+                    "o" => t.os.bump(value, week),
+                    _ => t.arch.bump(value, week),
                 }
             }
             for (name, &count) in &p.counters {
@@ -77,15 +236,21 @@ impl ChartData {
                     continue;
                 }
                 let (base, bucket) = name.split_once(':').unwrap_or((name, name));
-                let b = t.counters.entry(base.to_owned()).or_default();
-                bump(b.entry(bucket.to_owned()).or_default(), week);
+                if !t.counters.contains_key(base) && t.counters.len() >= MAX_KEYS {
+                    self.dropped += 1;
+                    continue;
+                }
+                t.counters
+                    .entry(base.to_owned())
+                    .or_default()
+                    .bump(bucket, week);
             }
             for (name, &count) in &p.stacks {
                 let base = name.split('\n').next().unwrap_or(name);
                 if count == 0 || !seen.insert((&p.program, "s", base)) {
                     continue;
                 }
-                bump(t.stacks.entry(base.to_owned()).or_default(), week);
+                t.stacks.bump(base, week);
             }
         }
     }
@@ -145,9 +310,10 @@ impl ChartData {
                 continue;
             };
             let mut d = std::mem::take(&mut data);
-            d = tokio::task::spawn_blocking(move || d.add_ndjson(reader).map(|()| d))
-                .await
-                .map_err(|e| io::Error::other(format!("chart task failed: {e}")))??;
+            d = super::background("clearcount-charts", move || {
+                d.add_ndjson(reader).map(|()| d)
+            })
+            .await?;
             data = d;
         }
         Ok(data)
@@ -185,12 +351,12 @@ impl ChartData {
                 names.push(base);
             }
         }
-        let empty = BTreeMap::new();
+        let empty = Tally::default();
         for base in names {
             let buckets = t.counters.get(base).unwrap_or(&empty);
             charts.push(Chart::new(format!("counter {base}"), &weeks, buckets, k));
         }
-        if !t.stacks.is_empty() {
+        if t.stacks.seen() > 0 {
             charts.push(Chart::new(
                 format!("{program}: stack counters"),
                 &weeks,
@@ -217,42 +383,66 @@ pub struct Chart {
     /// Bucket name and reports per week (same order as `weeks`; cells under
     /// the threshold are 0).
     pub series: Vec<(String, Vec<u64>)>,
-    /// Buckets not shown (under the threshold every week, or beyond
-    /// [`MAX_SERIES`]).
+    /// Buckets not shown on their own (under the threshold every week,
+    /// beyond [`MAX_SERIES`], or folded by the [`Tally`]); what they count,
+    /// where it reaches the threshold, is the last series, [`OTHER`].
     pub hidden: usize,
 }
 
 impl Chart {
-    /// Builds a chart from bucket → week → reports, hiding cells under `k`.
-    pub fn new(
-        title: String,
-        weeks: &[String],
-        buckets: &BTreeMap<String, Series>,
-        k: u64,
-    ) -> Chart {
-        let mut series: Vec<(String, Vec<u64>)> = buckets
-            .iter()
-            .map(|(name, s)| {
-                let v = weeks
-                    .iter()
-                    .map(|w| s.get(w).copied().filter(|&n| n >= k.max(1)).unwrap_or(0))
-                    .collect();
-                (name.clone(), v)
-            })
-            .collect();
-        let before = series.len();
-        series.retain(|(_, v)| v.iter().any(|&n| n > 0));
+    /// Builds a chart from a tally, hiding cells under `k`: the
+    /// [`MAX_SERIES`] most reported values, then [`OTHER`] for the rest
+    /// (the cells under `k`, the values past [`MAX_SERIES`] and those the
+    /// tally folded), itself shown only where it reaches `k`.
+    pub fn new(title: String, weeks: &[String], tally: &Tally, k: u64) -> Chart {
+        let k = k.max(1);
+        let raw = |s: &Series| -> Vec<u64> {
+            weeks
+                .iter()
+                .map(|w| s.get(w).copied().unwrap_or(0))
+                .collect()
+        };
+        let mut other = raw(&tally.other);
+        let mut series: Vec<(String, Vec<u64>)> = Vec::new();
+        for (name, s) in &tally.keys {
+            let mut shown = raw(s);
+            for (o, n) in other.iter_mut().zip(shown.iter_mut()) {
+                if *n < k {
+                    *o += *n;
+                    *n = 0;
+                }
+            }
+            series.push((name.clone(), shown));
+        }
         series.sort_by(|a, b| {
             b.1.iter()
                 .sum::<u64>()
                 .cmp(&a.1.iter().sum::<u64>())
                 .then(a.0.cmp(&b.0))
         });
-        series.truncate(MAX_SERIES);
+        let shown = series
+            .iter()
+            .take(MAX_SERIES)
+            .take_while(|(_, v)| v.iter().any(|&n| n > 0))
+            .count();
+        for (_, v) in series.drain(shown..) {
+            for (o, n) in other.iter_mut().zip(v) {
+                *o += n;
+            }
+        }
+        let hidden = (tally.seen() as usize).saturating_sub(series.len());
+        for o in &mut other {
+            if *o < k {
+                *o = 0;
+            }
+        }
+        if other.iter().any(|&n| n > 0) {
+            series.push((OTHER.to_owned(), other));
+        }
         Chart {
             title,
             weeks: weeks.to_vec(),
-            hidden: before - series.len(),
+            hidden,
             series,
         }
     }
@@ -454,8 +644,11 @@ mod tests {
             config: 1,
             programs: vec![p],
         });
-        assert_eq!(d.programs["t"].counters["t/cmd"]["build"]["2026-11-16"], 1);
-        assert_eq!(d.programs["t"].versions["1.0"]["2026-11-16"], 1);
+        assert_eq!(
+            d.programs["t"].counters["t/cmd"].keys["build"]["2026-11-16"],
+            1
+        );
+        assert_eq!(d.programs["t"].versions.keys["1.0"]["2026-11-16"], 1);
         // An archive line that is not a report is skipped and counted.
         let mut d = ChartData::default();
         let nd = b"{\"week\":\"2026-11-16\",\"x\":0.1,\"config\":1,\"programs\":[]}\nnot json\n";
@@ -473,5 +666,131 @@ mod tests {
         };
         assert!(c.to_svg().contains("<svg"));
         assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
+    }
+
+    fn report(week: &str, version: &str, x: f64) -> Report {
+        let mut p = ProgramReport::new("tool", version, "linux", "x86_64");
+        p.counters.insert("tool/command:build".into(), 1);
+        Report {
+            week: week.into(),
+            x,
+            config: 1,
+            programs: vec![p],
+        }
+    }
+
+    /// A rough upper estimate of the heap the chart data holds.
+    fn approx_bytes(d: &ChartData) -> usize {
+        let series = |s: &Series| s.len() * (24 + 10 + 8 + 16);
+        let tally = |t: &Tally| {
+            t.keys
+                .iter()
+                .map(|(k, s)| 24 + k.len() + 16 + series(s))
+                .sum::<usize>()
+                + series(&t.other)
+                + t.sketch
+                    .as_ref()
+                    .map_or(0, |_| SKETCH_ROWS * SKETCH_COLS * 4)
+        };
+        d.programs
+            .values()
+            .map(|p| {
+                series(&p.reports)
+                    + tally(&p.versions)
+                    + tally(&p.os)
+                    + tally(&p.arch)
+                    + tally(&p.stacks)
+                    + p.counters.values().map(tally).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Chart data from `n` made-up versions (one report each, in 4 weeks)
+    /// and three real ones (100 reports each, spread among them).
+    fn flood(n: usize) -> ChartData {
+        let mut d = ChartData::default();
+        let weeks = ["2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26"];
+        let mut real = 0;
+        for i in 0..n {
+            let w = weeks[i % 4];
+            d.add(&report(
+                w,
+                &format!("1.{i}.0-made-up-{}", "x".repeat(i % 100)),
+                0.1,
+            ));
+            if i % (n / 300).max(1) == 0 {
+                d.add(&report(w, &format!("1.{}.0", real % 3), 0.1));
+                real += 1;
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn ten_thousand_made_up_versions_stay_bounded() {
+        let small = flood(1_000);
+        let big = flood(10_000);
+        let huge = flood(50_000);
+        for d in [&small, &big, &huge] {
+            let t = &d.programs["tool"].versions;
+            assert!(t.keys.len() <= MAX_KEYS, "{}", t.keys.len());
+            assert!(t.keys.keys().all(|k| k.len() <= MAX_KEY_LEN));
+            // Nothing is lost: every report is in a kept value or in other.
+            let kept: u64 = t.keys.values().flat_map(|s| s.values()).sum::<u64>()
+                + t.other.values().sum::<u64>();
+            assert_eq!(kept, d.total);
+            // The real versions, reported far more often, are kept.
+            for v in ["1.0.0", "1.1.0", "1.2.0"] {
+                assert!(t.keys.contains_key(v), "{v} was folded");
+            }
+        }
+        let (b, h) = (approx_bytes(&big), approx_bytes(&huge));
+        eprintln!(
+            "chart data: {} B (1,000 versions), {b} B (10,000), {h} B (50,000)",
+            approx_bytes(&small)
+        );
+        assert!(b < 200 * 1024, "{b} bytes");
+        assert!(h < 200 * 1024, "{h} bytes");
+        // The versions chart: the 10 most reported, then one other.
+        let charts = big.to_charts("tool", &[], 1);
+        let versions = &charts[0];
+        assert_eq!(versions.series.len(), MAX_SERIES + 1);
+        assert_eq!(versions.series.last().unwrap().0, OTHER);
+        assert_eq!(
+            versions.hidden as u64,
+            big.programs["tool"].versions.seen() - 10
+        );
+        let total: u64 = versions.series.iter().flat_map(|s| s.1.iter()).sum();
+        assert_eq!(total, big.total);
+        let page = crate::render::charts_body(&big, None, 1).len();
+        let page_huge = crate::render::charts_body(&huge, None, 1).len();
+        eprintln!("charts page: {page} B (10,000 versions), {page_huge} B (50,000)");
+        assert!(
+            page < 64 * 1024 && page_huge < 64 * 1024,
+            "{page} {page_huge}"
+        );
+    }
+
+    #[test]
+    fn other_gathers_cells_under_k_and_is_itself_held_to_k() {
+        let mut t = Tally::default();
+        for _ in 0..6 {
+            t.bump("a", "w1");
+        }
+        for _ in 0..2 {
+            t.bump("b", "w1");
+        }
+        let weeks = vec!["w1".to_string()];
+        let c = Chart::new("t".into(), &weeks, &t, 5);
+        assert_eq!(c.series, vec![("a".to_string(), vec![6])]);
+        assert_eq!(c.hidden, 1);
+        for i in 0..5 {
+            t.bump(&format!("c{i}"), "w1");
+        }
+        let c = Chart::new("t".into(), &weeks, &t, 5);
+        assert_eq!(
+            c.series,
+            vec![("a".to_string(), vec![6]), (OTHER.to_string(), vec![7])]
+        );
     }
 }

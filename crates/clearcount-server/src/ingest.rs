@@ -1,25 +1,28 @@
 //! `POST /upload`: validation, filtering and storage of one report.
 //!
 //! Every refusal is a 4xx with a one-line plain-text reason; see
-//! [`check_upload`] for the checks, which need no server.
+//! [`check_upload`] for the checks, which need no server. Before them, in
+//! order: the source's rate limit (`429` with `Retry-After`, see
+//! [`crate::limits`]), a declared length over 1 MiB (`413`), the budget of
+//! upload bytes in flight (`503` with `Retry-After`), and the body read
+//! within [`crate::Limits::body_timeout`] (`408`). The body is read as it
+//! comes; at most [`MAX_BODY`] bytes are kept, and up to 1 MiB more is read
+//! and dropped so that a client sending too much still reads its `413`.
 
+use super::limits::{self, Peer};
 use super::store::{self, PutOutcome};
 use super::{ACCEPTED_AGE_DAYS, AppState, MAX_BODY};
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clearcount_protocol::config::CollectionConfig;
 use clearcount_protocol::report::Report;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Bodies over [`MAX_BODY`] but under this are read (and dropped) before the
 /// 413, so the client can read the answer.
 const DRAIN: usize = 1024 * 1024;
-
-/// How long a client may take to send its body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an upload is refused: an HTTP status and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +120,52 @@ fn text(status: StatusCode, msg: &str) -> Response {
         .into_response()
 }
 
+fn retry_after(status: StatusCode, secs: u64, msg: &str) -> Response {
+    let mut r = text(status, msg);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// How reading a body ended badly.
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads a body as it comes: keeps at most `keep` bytes, reads and drops up
+/// to `drain` in all, then gives up.
+async fn read_body(mut body: Body, keep: usize, drain: usize) -> Result<Bytes, BodyError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(_)) => return Err(BodyError::Unreadable),
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else { continue };
+                total += data.len();
+                if total > drain {
+                    return Err(BodyError::TooLarge);
+                }
+                if total <= keep {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    if total > keep {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf.into())
+}
+
 /// The `POST /upload` handler.
 pub(crate) async fn upload(
     State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -129,8 +175,21 @@ pub(crate) async fn upload(
             &format!("report too large: more than {MAX_BODY} bytes"),
         )
     };
-    // A body up to DRAIN bytes is read whole, so that the client, still
-    // sending, gets the 413 and its reason rather than a reset connection.
+    // The source's rate limit: the source is hashed with the day's salt
+    // and never kept otherwise (see `limits`).
+    if let (Some(rate), Some(axum::Extension(Peer(ip)))) = (&state.rate, peer) {
+        let source = limits::source(ip, &headers, state.client_ip_header.as_ref());
+        if let Err(wait) = rate.check(source) {
+            return retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                wait,
+                &format!("too many reports from this source; try again in {wait} s"),
+            );
+        }
+    }
+    // A body up to DRAIN bytes is read (and what is over MAX_BODY dropped),
+    // so that the client, still sending, gets the 413 and its reason rather
+    // than a reset connection.
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -138,20 +197,33 @@ pub(crate) async fn upload(
     if declared_len.is_some_and(|n| n > DRAIN as u64) {
         return too_large();
     }
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, DRAIN)).await {
+    // The bytes this upload may hold, from the budget of all uploads.
+    let reserve = declared_len
+        .map_or(MAX_BODY, |n| (n as usize).min(MAX_BODY))
+        .max(1);
+    let Ok(_budget) = state
+        .upload_budget
+        .clone()
+        .try_acquire_many_owned(reserve as u32)
+    else {
+        return retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "the server is receiving too many reports at once; try again in a second",
+        );
+    };
+    let read = tokio::time::timeout(state.limits.body_timeout, read_body(body, MAX_BODY, DRAIN));
+    let bytes = match read.await {
         Err(_) => {
             return text(
                 StatusCode::REQUEST_TIMEOUT,
                 "report body not received in time",
             );
         }
-        Ok(Err(e)) => {
-            if e.to_string().contains("length limit") {
-                return too_large();
-            }
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Unreadable)) => {
             return text(StatusCode::BAD_REQUEST, "the report body could not be read");
         }
-        Ok(Ok(b)) if b.len() > MAX_BODY => return too_large(),
         Ok(Ok(b)) => b,
     };
     let Some(cfg) = state.current_config() else {

@@ -15,9 +15,24 @@
 //!      reports/<week>/**  ──stream──▶  archive/<week>.ndjson   (atomic replace)
 //!      then the static site: site/*.html  (see `publish`)
 //!
-//!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG)
+//!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG,
+//!                                               built once per change)
 //! ```
 //!
+//! 0. **Connections** (`listen.rs`, `limits.rs`). HTTP/1.1 over hyper with
+//!    the [`Limits`]: a cap on connections and on upload bytes in flight
+//!    (both answered `503` with `Retry-After`, never by stalling), header,
+//!    idle, body and write timeouts, a per-source upload rate limit (`429`
+//!    with `Retry-After`) keyed by a salted hash that rotates daily and
+//!    lives in memory only, and security headers on every response.
+//!
+//!    Who runs what: every connection is an async task on the runtime's
+//!    worker threads, and none blocks one. The blocking pool only runs
+//!    short file operations (a report written, a listing, one 16 KiB read of
+//!    an archive file when its client can take it), so a slow client holds
+//!    a connection slot and a buffer, never a thread. Merges and page builds
+//!    run on threads of their own at a lower priority (nice 10), so they
+//!    neither share a pool with ingest nor take its processors.
 //! 1. **Ingest** (`ingest.rs`). A body over 64 KiB is refused (413). The
 //!    report is parsed strictly: unknown fields, wrong types, a bad week, X
 //!    out of `[0, 1)`, negative counts or a bad counter name are refused with
@@ -39,19 +54,25 @@
 //!    one newline-delimited JSON file, `archive/<week>.ndjson`, in key order,
 //!    so a rebuild gives the same bytes. The merge streams (one report in
 //!    memory at a time, one shard of keys listed at a time) into a temporary
-//!    file that then atomically replaces the old archive, so merges running
-//!    at once in several processes cannot corrupt it. The server merges the
+//!    file that then atomically replaces the old archive, if the archive is
+//!    still the version read before the listing (`If-Match` on its `ETag`
+//!    on S3): merges running at once in several processes can neither
+//!    corrupt it nor replace it with an older listing. The server merges the
 //!    weeks it can still receive reports for every
 //!    [`ServerOptions::merge_interval`]; `clearcount merge` rebuilds them all.
 //! 4. **Public pages** (`pages.rs`, `charts.rs`, `render.rs`, `publish.rs`). `/` says what this is,
 //!    `/charts` draws per program the distribution of versions, systems and
 //!    architectures, and each declared counter's buckets over the weeks, as
 //!    inline SVG (counting reports that have a bucket; a bucket seen in fewer
-//!    than [`ServerOptions::min_reports`] reports in a week is not shown),
-//!    built by streaming the archive files. `/data/` lists the archive files
+//!    than [`ServerOptions::min_reports`] reports in a week is not shown;
+//!    the 10 most reported values per chart, the rest as `other`, at most
+//!    200 values tracked per chart), built by streaming the archive files.
+//!    `/data/` lists the archive files
 //!    for download, `/config` shows the config being served, its signature,
 //!    the public key and every version the server has used, `/counters` the
-//!    declared counters with their descriptions.
+//!    declared counters with their descriptions. The pages are built once
+//!    per change (a merge, a config change) by one task and served from
+//!    memory; archive files are sent as the client reads them.
 //! 5. **Config reload.** The config file (and its `.minisig`) is polled every
 //!    second; a new version is verified (with `--public-key`), and replaces
 //!    the old one only if it is valid and its version is higher. Each version
@@ -77,6 +98,8 @@
 
 mod charts;
 mod ingest;
+mod limits;
+mod listen;
 mod merge;
 mod pages;
 mod publish;
@@ -85,6 +108,10 @@ mod render;
 mod s3;
 mod store;
 
+#[cfg(test)]
+mod race_tests;
+
+pub use limits::Limits;
 pub use merge::{MergeStats, merge_blocking};
 
 use axum::Router;
@@ -125,6 +152,8 @@ pub struct ServerOptions {
     pub min_reports: u64,
     /// How often the archive of recent weeks is rebuilt.
     pub merge_interval: Duration,
+    /// Connection, upload and rate limits.
+    pub limits: Limits,
 }
 
 impl Default for ServerOptions {
@@ -137,6 +166,7 @@ impl Default for ServerOptions {
             counters: None,
             min_reports: 10,
             merge_interval: Duration::from_secs(60),
+            limits: Limits::default(),
         }
     }
 }
@@ -163,14 +193,50 @@ pub(crate) struct AppState {
     pub(crate) min_reports: u64,
     /// Weeks that received a report since the last merge.
     pub(crate) dirty: Mutex<BTreeSet<String>>,
-    pub(crate) charts: Mutex<Option<(Vec<store::ObjectMeta>, Arc<charts::ChartData>)>>,
+    /// The pages, built once per change.
+    pub(crate) pages: pages::PageCache,
     pub(crate) merge_now: tokio::sync::Notify,
+    pub(crate) limits: Limits,
+    /// `None` when the rate limit is off.
+    pub(crate) rate: Option<limits::RateLimiter>,
+    /// The proxy's header that holds the client's address, if trusted.
+    pub(crate) client_ip_header: Option<axum::http::HeaderName>,
+    /// Upload bytes that may be in flight (one permit a byte).
+    pub(crate) upload_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub(crate) fn current_config(&self) -> Option<Arc<LoadedConfig>> {
         self.config.read().ok().and_then(|g| g.clone())
     }
+}
+
+/// Nice value of background threads (merges, page builds): they yield the
+/// processors to ingest and to requests.
+const BACKGROUND_NICE: i32 = 10;
+
+/// Runs `f` on a thread of its own at a lower priority (nice
+/// [`BACKGROUND_NICE`] on Unix), and waits for it without holding a runtime
+/// thread: long work that must not slow down ingest (merges, building the
+/// pages).
+pub(crate) async fn background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            #[cfg(unix)]
+            // SAFETY: setpriority only reads its arguments; on Linux, who = 0
+            // is the calling thread.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+            }
+            let _ = tx.send(f());
+        })?;
+    rx.await
+        .map_err(|_| std::io::Error::other(format!("the {name} thread failed")))?
 }
 
 /// The server's clock: `CLEARCOUNT_NOW` (RFC 3339) if set, else the wall
@@ -309,6 +375,9 @@ async fn watch_config(state: Arc<AppState>, path: PathBuf) {
                 if let Ok(mut g) = state.config.write() {
                     *g = Some(Arc::new(cfg));
                 }
+                // The pages show the config: build them again.
+                let s = state.clone();
+                tokio::spawn(async move { s.pages.refresh().await });
             }
             Ok(Err(e)) => eprintln!("clearcount serve: keeping the current config: {e}"),
             Err(e) => eprintln!("clearcount serve: config reload failed: {e}"),
@@ -355,12 +424,12 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
 }
 
 /// Rebuilds the static site (`site/`) after a merge, with the server's
-/// `min_reports` and the chart data it keeps for `/charts`.
+/// `min_reports` and the chart data of `/charts` (built once for both).
 async fn publish(state: &AppState) {
     let opts = publish::PublishOptions {
         min_reports: state.min_reports,
     };
-    let charts = pages::chart_data(state).await.ok();
+    let charts = pages::chart_data_after_refresh(state).await;
     if let Err(e) = publish::publish_site_with(state.store.clone(), &opts, charts).await {
         eprintln!("clearcount serve: publishing the static site failed: {e}");
     }
@@ -383,6 +452,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/counters", get(pages::counters))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)
+        .layer(axum::middleware::map_response(pages::security_headers))
         .with_state(state)
 }
 
@@ -396,6 +466,16 @@ pub async fn serve_with_shutdown(
 ) -> Result<(), String> {
     let store = store::open_store(&opts.data)
         .map_err(|e| format!("cannot open data store {}: {e}", opts.data))?;
+    serve_store(opts, store, ready, shutdown).await
+}
+
+/// [`serve_with_shutdown`] on a store already open (`opts.data` unused).
+pub(crate) async fn serve_store(
+    opts: ServerOptions,
+    store: Arc<dyn Store>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let public_key = match &opts.public_key {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -421,6 +501,13 @@ pub async fn serve_with_shutdown(
             None
         }
     };
+    let client_ip_header = match &opts.limits.client_ip_header {
+        Some(h) => Some(
+            axum::http::HeaderName::try_from(h.trim())
+                .map_err(|_| format!("{h:?} is not a header name"))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
         store,
         config: RwLock::new(config),
@@ -428,8 +515,16 @@ pub async fn serve_with_shutdown(
         counters: opts.counters.clone(),
         min_reports: opts.min_reports,
         dirty: Mutex::new(BTreeSet::new()),
-        charts: Mutex::new(None),
+        pages: pages::PageCache::new(),
         merge_now: tokio::sync::Notify::new(),
+        rate: limits::RateLimiter::new(&opts.limits),
+        client_ip_header,
+        upload_budget: Arc::new(tokio::sync::Semaphore::new(
+            opts.limits
+                .max_upload_bytes
+                .clamp(MAX_BODY, tokio::sync::Semaphore::MAX_PERMITS),
+        )),
+        limits: opts.limits.clone(),
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -442,14 +537,12 @@ pub async fn serve_with_shutdown(
         tasks.push(tokio::spawn(watch_config(state.clone(), path)));
     }
     tasks.push(tokio::spawn(merge_loop(state.clone(), opts.merge_interval)));
+    tasks.push(tokio::spawn(pages::keep_pages(state.clone())));
     if let Some(tx) = ready {
         let _ = tx.send(addr);
     }
     let app = router(state.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"));
+    let result = listen::serve(listener, app, &opts.limits, shutdown).await;
     for t in &tasks {
         t.abort();
     }

@@ -5,9 +5,25 @@
 //! (`reports/<week>/<h2>/`, 1/256 of the week), reads one report at a time,
 //! and appends it to a temporary file that then replaces the old archive
 //! atomically. Reports are written in key order and as stored (canonical
-//! bytes), so merging twice gives the same bytes, and two merges running at
-//! once each produce the whole file: the last rename wins, nothing is torn.
-//! The `week` of an archive is the reports' `week` field.
+//! bytes), so merging twice gives the same bytes. The `week` of an archive
+//! is the reports' `week` field.
+//!
+//! # No lost update
+//!
+//! A merge is three steps: **read** the archive's version
+//! ([`Store::version`]: the S3 `ETag`), **list** the week's reports into
+//! the scratch file, **commit** it with [`Store::replace_file`] only if the
+//! archive is still the version read (`If-Match`; `If-None-Match: *` when
+//! there was none). Reports are only ever added. If another merge commits
+//! between this merge's read and its commit, that merge may have listed
+//! later than this one: the commit fails (a conflict) and this merge starts
+//! over, at most [`MAX_ATTEMPTS`] times. An archive that a commit does
+//! replace was written before this merge's read, from a listing taken
+//! before it: it holds no report the new archive lacks. So however merges
+//! interleave, no merge replaces a newer archive.
+//!
+//! Merges run on a thread of their own at a lower priority than the
+//! server's (see [`crate::background`]).
 
 use super::publish::PublishOptions;
 use super::store::{self, Store};
@@ -15,6 +31,49 @@ use clearcount_protocol::report::Report;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use store::{Expect, Replaced};
+
+/// Times a merge of one week reads, lists and commits before it gives up
+/// (each conflict means another merge committed meanwhile).
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Archive files committed by this process, by any merge: the live pages
+/// of every server in the process rebuild when it moves (see
+/// [`crate::pages`]).
+pub(crate) static ARCHIVE_COMMITS: AtomicU64 = AtomicU64::new(0);
+/// Woken with [`ARCHIVE_COMMITS`].
+pub(crate) static ARCHIVE_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The steps of one attempt at merging a week, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Read the archive's version.
+    Read,
+    /// List the week's reports into the scratch file.
+    List,
+    /// Replace the archive if it is still the version read.
+    Commit,
+}
+
+/// Watches (and may hold up) a merge's steps: the race tests force
+/// interleavings of two merges with it. The server's merges use
+/// [`NoWatch`].
+pub(crate) trait Watch: Send + Sync {
+    /// Called before `step` of attempt `attempt` (0 first) of `week`.
+    fn before(&self, _week: &str, _attempt: u32, _step: Step) {}
+    /// Called after it.
+    fn after(&self, _week: &str, _attempt: u32, _step: Step) {}
+    /// What a commit may replace: the version read ([`Expect::Version`] or
+    /// [`Expect::Absent`]). A test may answer the version there is at
+    /// commit time instead, to show what an unconditional write would lose.
+    fn expect(&self, read: Option<String>) -> Expect {
+        read.map_or(Expect::Absent, Expect::Version)
+    }
+}
+
+/// Watches nothing.
+pub(crate) struct NoWatch;
+impl Watch for NoWatch {}
 
 /// What a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +84,8 @@ pub struct MergeStats {
     pub reports: u64,
     /// Stored objects skipped because they were not valid reports.
     pub skipped: u64,
+    /// Attempts started over because another merge committed first.
+    pub retries: u64,
 }
 
 impl std::ops::AddAssign for MergeStats {
@@ -32,6 +93,7 @@ impl std::ops::AddAssign for MergeStats {
         self.weeks += o.weeks;
         self.reports += o.reports;
         self.skipped += o.skipped;
+        self.retries += o.retries;
     }
 }
 
@@ -61,6 +123,15 @@ pub async fn report_weeks(store: &dyn Store) -> io::Result<Vec<String>> {
 /// Rebuilds `archive/<week>.ndjson` from `reports/<week>/`. Streams: memory
 /// does not depend on the number of reports.
 pub async fn merge_week(store: Arc<dyn Store>, week: String) -> io::Result<MergeStats> {
+    merge_week_watched(store, week, Arc::new(NoWatch)).await
+}
+
+/// [`merge_week`], its steps watched by `watch`.
+pub(crate) async fn merge_week_watched(
+    store: Arc<dyn Store>,
+    week: String,
+    watch: Arc<dyn Watch>,
+) -> io::Result<MergeStats> {
     if !is_week(&week) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -68,16 +139,66 @@ pub async fn merge_week(store: Arc<dyn Store>, week: String) -> io::Result<Merge
         ));
     }
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || merge_week_blocking(&handle, &*store, &week))
-        .await
-        .map_err(|e| io::Error::other(format!("merge task failed: {e}")))?
+    super::background("clearcount-merge", move || {
+        merge_week_blocking(&handle, &*store, &week, &*watch)
+    })
+    .await
 }
 
 fn merge_week_blocking(
     rt: &tokio::runtime::Handle,
     store: &dyn Store,
     week: &str,
+    watch: &dyn Watch,
 ) -> io::Result<MergeStats> {
+    let key = store::archive_key(week);
+    let mut retries = 0;
+    for attempt in 0..MAX_ATTEMPTS {
+        watch.before(week, attempt, Step::Read);
+        let read = rt.block_on(store.version(&key))?;
+        watch.after(week, attempt, Step::Read);
+        watch.before(week, attempt, Step::List);
+        let (tmp, mut stats) = list_into_scratch(rt, store, week)?;
+        watch.after(week, attempt, Step::List);
+        watch.before(week, attempt, Step::Commit);
+        let committed = rt.block_on(store.replace_file(&key, &tmp, watch.expect(read)));
+        watch.after(week, attempt, Step::Commit);
+        match committed {
+            Ok(Replaced::Done) => {
+                ARCHIVE_COMMITS.fetch_add(1, Ordering::SeqCst);
+                ARCHIVE_CHANGED.notify_waiters();
+                stats.retries = retries;
+                return Ok(stats);
+            }
+            Ok(Replaced::Conflict) => {
+                // Another merge committed since the read: start over, after
+                // a short pause that grows (and differs between processes).
+                let _ = std::fs::remove_file(&tmp);
+                retries += 1;
+                let jitter =
+                    u64::from(std::process::id() % 7) + SCRATCH_SEQ.load(Ordering::Relaxed) % 5;
+                std::thread::sleep(std::time::Duration::from_millis(
+                    (10 << attempt.min(6)) + jitter * 3,
+                ));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "merge of {week}: other merges committed first {MAX_ATTEMPTS} times in a row"
+    )))
+}
+
+/// Lists the week's reports (key order) into a new scratch file: its path
+/// and what it holds.
+fn list_into_scratch(
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    week: &str,
+) -> io::Result<(std::path::PathBuf, MergeStats)> {
     let scratch = store.scratch_dir();
     std::fs::create_dir_all(&scratch)?;
     let tmp = scratch.join(format!(
@@ -114,13 +235,15 @@ fn merge_week_blocking(
             }
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        rt.block_on(store.put_file(&store::archive_key(week), &tmp))?;
         Ok(stats)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(stats) => Ok((tmp, stats)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Rebuilds the archive of the given weeks.

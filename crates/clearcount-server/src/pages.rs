@@ -8,28 +8,316 @@
 //! | `/config` | the config in force, its signature, the public key, every version served |
 //! | `/config.toml`, `/config.toml.minisig`, `/public.key`, `/config/history/<file>` | the same as raw files |
 //! | `/counters` | the declared counters with their descriptions |
+//!
+//! # Built once per change, served from memory
+//!
+//! The pages `/`, `/charts`, `/data/`, `/config` and `/counters` are built
+//! by one task ([`keep_pages`]) and kept as bytes; a request only clones
+//! them. The task builds when something they show changed: a merge
+//! committed in this process (it is woken at once), the config in force
+//! changed, or, checked every [`POLL`], the archive listing (another
+//! instance's or `clearcount merge`'s merge), the config history or the
+//! declared-counter files. The chart data is rebuilt only when the archive
+//! changed, on a background thread at a lower priority. One task builds,
+//! so a change is built once however many requests come (single flight): a
+//! request that comes after an in-process merge or a config change and
+//! before its build waits for that build, at most [`WAIT`], and then gets
+//! the pages it has. Every page carries the build's number as its `ETag`.
+//!
+//! Every response, pages and files alike, carries the security headers of
+//! [`security_headers`].
 
 use super::AppState;
 use super::charts::{ChartData, esc};
 use super::render::{self, CSS, Links};
-use super::store::{self, ObjectMeta, check_key};
-use axum::body::Body;
+use super::store::{ObjectMeta, check_key};
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
-/// A page of the layout in [`render::page`], as an HTML response.
-fn page(title: &str, active: &str, body: &str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        render::page(title, active, body, Links::Live),
-    )
-        .into_response()
+/// How often the archive, the config history and the declared counters
+/// are checked for changes made elsewhere.
+pub(crate) const POLL: Duration = Duration::from_secs(2);
+
+/// How long a request waits for the build of a change it must show.
+pub(crate) const WAIT: Duration = Duration::from_millis(900);
+
+/// What the pages show, as far as a cheap check can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inputs {
+    archive: Vec<ObjectMeta>,
+    history: Vec<ObjectMeta>,
+    /// The config in force: its version and text.
+    config: Option<(u64, usize)>,
+    /// The declared-counter files: (name, modified, size).
+    counters: Vec<(String, Option<SystemTime>, u64)>,
+}
+
+/// One build of the pages.
+pub(crate) struct Built {
+    /// 1, 2, ...: the `ETag` of this build's pages.
+    generation: u64,
+    /// The value of [`crate::merge::ARCHIVE_COMMITS`] when the build began.
+    commits: u64,
+    /// The value of [`PageCache::asked`] when the build began.
+    asked: u64,
+    inputs: Inputs,
+    pub(crate) chart_data: Arc<ChartData>,
+    index: Bytes,
+    charts: Bytes,
+    data: Bytes,
+    config: Bytes,
+    counters: Bytes,
+}
+
+/// The latest build, and requests for a new one.
+pub(crate) struct PageCache {
+    current: tokio::sync::watch::Sender<Option<Arc<Built>>>,
+    /// Bumped by [`PageCache::refresh`] (a config change, a merge): builds
+    /// that began before do not count as fresh.
+    asked: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl PageCache {
+    pub(crate) fn new() -> PageCache {
+        PageCache {
+            current: tokio::sync::watch::Sender::new(None),
+            asked: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Asks for a build and waits (up to a minute) for one that began
+    /// after the call.
+    pub(crate) async fn refresh(&self) -> Option<Arc<Built>> {
+        let asked = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        self.wait_for(asked, Duration::from_secs(60)).await
+    }
+
+    /// The pages after `asked` and every in-process merge so far, waiting
+    /// up to `wait` for their build; else the latest build (`None` before
+    /// the first).
+    async fn wait_for(&self, asked: u64, wait: Duration) -> Option<Arc<Built>> {
+        let commits = super::merge::ARCHIVE_COMMITS.load(Ordering::SeqCst);
+        let fresh = |b: &Option<Arc<Built>>| {
+            b.as_ref()
+                .is_some_and(|b| b.asked >= asked && b.commits >= commits)
+        };
+        let mut rx = self.current.subscribe();
+        let now = rx.borrow().clone();
+        if fresh(&now) {
+            return now;
+        }
+        self.wake.notify_one();
+        let waited = tokio::time::timeout(wait, async {
+            rx.wait_for(fresh).await.ok().and_then(|b| b.clone())
+        })
+        .await;
+        match waited {
+            Ok(Some(b)) => Some(b),
+            _ => self.current.borrow().clone(),
+        }
+    }
+
+    async fn get(&self) -> Option<Arc<Built>> {
+        self.wait_for(self.asked.load(Ordering::SeqCst), WAIT).await
+    }
+}
+
+/// Reads what the pages show, cheaply (listings and file stamps).
+async fn read_inputs(state: &AppState) -> std::io::Result<Inputs> {
+    let archive = super::store::archive_files(&*state.store).await?;
+    let history = state.store.list("config/history/").await?.objects;
+    let config = state
+        .current_config()
+        .map(|c| (c.config.version, c.text.len()));
+    let counters = match state.counters.clone() {
+        None => Vec::new(),
+        Some(dir) => tokio::task::spawn_blocking(move || {
+            let mut v: Vec<(String, Option<SystemTime>, u64)> = std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| {
+                            let m = e.metadata().ok()?;
+                            Some((
+                                e.file_name().to_string_lossy().into_owned(),
+                                m.modified().ok(),
+                                m.len(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        })
+        .await
+        .unwrap_or_default(),
+    };
+    Ok(Inputs {
+        archive,
+        history,
+        config,
+        counters,
+    })
+}
+
+/// Builds the pages whenever what they show changed (see the module
+/// documentation); runs for the server's life.
+pub(crate) async fn keep_pages(state: Arc<AppState>) {
+    let cache = &state.pages;
+    let mut generation = 0;
+    let mut warned = false;
+    loop {
+        let merged = super::merge::ARCHIVE_CHANGED.notified();
+        let woken = cache.wake.notified();
+        tokio::pin!(merged, woken);
+        merged.as_mut().enable();
+        woken.as_mut().enable();
+        let asked = cache.asked.load(Ordering::SeqCst);
+        let commits = super::merge::ARCHIVE_COMMITS.load(Ordering::SeqCst);
+        match build(&state, generation + 1, asked, commits).await {
+            Ok(Some(b)) => {
+                generation = b.generation;
+                cache.current.send_replace(Some(Arc::new(b)));
+                warned = false;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if !warned {
+                    eprintln!("clearcount serve: cannot build the pages: {e}");
+                    warned = true;
+                }
+            }
+        }
+        tokio::select! {
+            () = merged => {}
+            () = woken => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// A new build, or `None` when nothing changed (the current build then
+/// counts as fresh for `asked` and `commits`).
+async fn build(
+    state: &AppState,
+    generation: u64,
+    asked: u64,
+    commits: u64,
+) -> std::io::Result<Option<Built>> {
+    let inputs = read_inputs(state).await?;
+    let prev = state.pages.current.borrow().clone();
+    if let Some(p) = &prev
+        && p.inputs == inputs
+    {
+        if p.asked < asked || p.commits < commits {
+            let same = Built {
+                generation: p.generation,
+                commits,
+                asked,
+                inputs,
+                chart_data: p.chart_data.clone(),
+                index: p.index.clone(),
+                charts: p.charts.clone(),
+                data: p.data.clone(),
+                config: p.config.clone(),
+                counters: p.counters.clone(),
+            };
+            state.pages.current.send_replace(Some(Arc::new(same)));
+        }
+        return Ok(None);
+    }
+    let chart_data = match &prev {
+        Some(p) if p.inputs.archive == inputs.archive => p.chart_data.clone(),
+        _ => Arc::new(ChartData::from_archive(state.store.clone()).await?),
+    };
+    let cfg = state.current_config();
+    let min_reports = state.min_reports;
+    let public_key = state.public_key.clone();
+    let declared = match state.counters.clone() {
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || {
+                clearcount_protocol::config::DeclaredCounters::load_dir(&dir)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(format!("reading the counters failed: {e}")))?,
+        ),
+        None => None,
+    };
+    let data = chart_data.clone();
+    let archive = inputs.archive.clone();
+    let history = inputs.history.clone();
+    // Rendering the charts is the costly part: in the background too.
+    let pages = super::background("clearcount-pages", move || {
+        let config = cfg.as_ref().map(|c| &c.config);
+        let l = Links::Live;
+        let html = |title: &str, active: &str, body: &str| {
+            Bytes::from(render::page(title, active, body, l))
+        };
+        Ok([
+            html(
+                "Transparent telemetry",
+                l.home(),
+                &render::index_body(l, archive.len(), config, min_reports),
+            ),
+            html(
+                "Charts",
+                l.charts(),
+                &render::charts_body(&data, config, min_reports),
+            ),
+            html("Data", l.data(), &render::data_body(l, &archive)),
+            html(
+                "Config",
+                l.config(),
+                &render::config_body(l, cfg.as_deref(), public_key.as_deref(), &history),
+            ),
+            html("Counters", COUNTERS, &counters_body(config, declared)),
+        ])
+    })
+    .await?;
+    let [index, charts, data, config, counters] = pages;
+    Ok(Some(Built {
+        generation,
+        commits,
+        asked,
+        inputs,
+        chart_data,
+        index,
+        charts,
+        data,
+        config,
+        counters,
+    }))
+}
+
+/// The headers every response carries: a strict `Content-Security-Policy`
+/// (see [`render::content_security_policy`]), `X-Content-Type-Options:
+/// nosniff`, `Referrer-Policy: no-referrer`, and `X-Frame-Options: DENY`
+/// for browsers without `frame-ancestors`.
+pub(crate) async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(render::content_security_policy()),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
 }
 
 fn plain(status: StatusCode, msg: &str) -> Response {
@@ -45,65 +333,68 @@ fn raw(content_type: &'static str, body: impl Into<Body>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body.into()).into_response()
 }
 
-async fn archive_files(state: &AppState) -> Vec<ObjectMeta> {
-    store::archive_files(&*state.store)
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("clearcount serve: cannot list the archive: {e}");
-            Vec::new()
-        })
-}
-
-/// The chart data, recomputed when the archive files changed (by name or
-/// size) since the last computation.
-pub(crate) async fn chart_data(state: &AppState) -> std::io::Result<Arc<ChartData>> {
-    let files = archive_files(state).await;
-    if let Ok(g) = state.charts.lock()
-        && let Some((seen, data)) = &*g
-        && *seen == files
-    {
-        return Ok(data.clone());
-    }
-    let data = Arc::new(ChartData::from_archive(state.store.clone()).await?);
-    if let Ok(mut g) = state.charts.lock() {
-        *g = Some((files, data.clone()));
-    }
-    Ok(data)
-}
-
-pub(crate) async fn index(State(state): State<Arc<AppState>>) -> Response {
-    let files = archive_files(&state).await;
-    let cfg = state.current_config();
-    let body = render::index_body(
-        Links::Live,
-        files.len(),
-        cfg.as_ref().map(|c| &c.config),
-        state.min_reports,
-    );
-    page("Transparent telemetry", Links::Live.home(), &body)
-}
-
-pub(crate) async fn charts(State(state): State<Arc<AppState>>) -> Response {
-    let data = match chart_data(&state).await {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("clearcount serve: cannot read the archive: {e}");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "cannot read the archive");
-        }
+/// A page of the latest build, with its `ETag` (a `304` when the client
+/// has it).
+async fn cached(state: &AppState, headers: &HeaderMap, pick: fn(&Built) -> &Bytes) -> Response {
+    let Some(built) = state.pages.get().await else {
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pages are being built; try again in a second",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
     };
-    let cfg = state.current_config();
-    let body = render::charts_body(&data, cfg.as_ref().map(|c| &c.config), state.min_reports);
-    page("Charts", Links::Live.charts(), &body)
+    let etag = format!("\"g{}\"", built.generation);
+    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"g\""));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::ETAG, etag),
+        ],
+        pick(&built).clone(),
+    )
+        .into_response()
+}
+
+/// The chart data of the latest build (the static site is published with
+/// it after a merge).
+pub(crate) async fn chart_data_after_refresh(state: &AppState) -> Option<Arc<ChartData>> {
+    state.pages.refresh().await.map(|b| b.chart_data.clone())
+}
+
+pub(crate) async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.index).await
+}
+
+pub(crate) async fn charts(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.charts).await
 }
 
 pub(crate) async fn data_redirect() -> Redirect {
     Redirect::permanent("/data/")
 }
 
-pub(crate) async fn data_index(State(state): State<Arc<AppState>>) -> Response {
-    let files = archive_files(&state).await;
-    let body = render::data_body(Links::Live, &files);
-    page("Data", Links::Live.data(), &body)
+pub(crate) async fn data_index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.data).await
+}
+
+pub(crate) async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.config).await
+}
+
+pub(crate) async fn counters(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.counters).await
 }
 
 pub(crate) async fn data_file(
@@ -116,9 +407,14 @@ pub(crate) async fn data_file(
     stream_object(&state, &format!("archive/{file}"), "application/x-ndjson").await
 }
 
-/// Streams an object in 64 KiB chunks (memory does not grow with its size).
+/// Bytes read from a file per poll of a response body.
+const CHUNK: usize = 16 * 1024;
+
+/// Sends an object as the client reads it: one [`CHUNK`] is read when the
+/// connection can take it, so a slow reader holds a connection and a chunk,
+/// never a thread.
 async fn stream_object(state: &AppState, key: &str, content_type: &'static str) -> Response {
-    let reader = match state.store.open(key).await {
+    let reader = match state.store.open_async(key).await {
         Ok(Some(r)) => r,
         Ok(None) => return plain(StatusCode::NOT_FOUND, "not found"),
         Err(e) => {
@@ -126,81 +422,8 @@ async fn stream_object(state: &AppState, key: &str, content_type: &'static str) 
             return plain(StatusCode::SERVICE_UNAVAILABLE, "cannot read the file");
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        loop {
-            let mut buf = vec![0u8; 64 * 1024];
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(buf.into())).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
-            }
-        }
-    });
-    let stream = tokio_util::io::ReaderStream::new(ChannelReader {
-        rx,
-        buf: axum::body::Bytes::new(),
-    });
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK);
     raw(content_type, Body::from_stream(stream))
-}
-
-use std::io::Read as _;
-
-/// An async reader over chunks received from a blocking reader thread.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<axum::body::Bytes>>,
-    buf: axum::body::Bytes,
-}
-
-impl tokio::io::AsyncRead for ChannelReader {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        out: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        loop {
-            if !this.buf.is_empty() {
-                let n = out.remaining().min(this.buf.len());
-                out.put_slice(&this.buf[..n]);
-                this.buf = this.buf.slice(n..);
-                return Poll::Ready(Ok(()));
-            }
-            match this.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(b))) => this.buf = b,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-            }
-        }
-    }
-}
-
-pub(crate) async fn config(State(state): State<Arc<AppState>>) -> Response {
-    let cfg = state.current_config();
-    let history = state
-        .store
-        .list("config/history/")
-        .await
-        .map(|l| l.objects)
-        .unwrap_or_default();
-    let body = render::config_body(
-        Links::Live,
-        cfg.as_deref(),
-        state.public_key.as_deref(),
-        &history,
-    );
-    page("Config", Links::Live.config(), &body)
 }
 
 pub(crate) async fn config_text(State(state): State<Arc<AppState>>) -> Response {
@@ -241,41 +464,45 @@ pub(crate) async fn history_file(
 /// The link of the counters page (served live only).
 const COUNTERS: &str = "/counters";
 
-pub(crate) async fn counters(State(state): State<Arc<AppState>>) -> Response {
+/// The body of the counters page: the declared counters (`None`: the
+/// server was started without `--counters`), and whether `config` collects
+/// each.
+fn counters_body(
+    config: Option<&clearcount_protocol::config::CollectionConfig>,
+    declared: Option<
+        Result<
+            clearcount_protocol::config::DeclaredCounters,
+            Vec<clearcount_protocol::config::ConfigError>,
+        >,
+    >,
+) -> String {
     let mut body = String::from(
         r#"<h1>Declared counters</h1><p class="lead">Every counter a program may count, what it counts, and the question it answers. A counter is collected only if the collection config also lists it.</p>"#,
     );
-    let collected: std::collections::BTreeSet<(String, String)> = state
-        .current_config()
+    let collected: std::collections::BTreeSet<(String, String)> = config
         .map(|c| {
-            c.config
-                .programs
+            c.programs
                 .iter()
                 .flat_map(|p| p.counters.iter().map(|c| (p.name.clone(), c.name.clone())))
                 .collect()
         })
         .unwrap_or_default();
-    let Some(dir) = state.counters.clone() else {
-        body.push_str(
-            r#"<p class="muted">This server was started without <code>--counters</code>.</p>"#,
-        );
-        return page("Counters", COUNTERS, &body);
-    };
-    let loaded = tokio::task::spawn_blocking(move || {
-        clearcount_protocol::config::DeclaredCounters::load_dir(&dir)
-    })
-    .await;
-    let declared = match loaded {
-        Ok(Ok(d)) => d,
-        Ok(Err(errors)) => {
+    let declared = match declared {
+        None => {
+            body.push_str(
+                r#"<p class="muted">This server was started without <code>--counters</code>.</p>"#,
+            );
+            return body;
+        }
+        Some(Ok(d)) => d,
+        Some(Err(errors)) => {
             body.push_str(r#"<p>The declared-counter files have errors:</p><ul>"#);
             for e in errors {
                 let _ = write!(body, "<li><code>{}</code></li>", esc(&e.to_string()));
             }
             body.push_str("</ul>");
-            return page("Counters", COUNTERS, &body);
+            return body;
         }
-        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read counters"),
     };
     if declared.programs.is_empty() {
         body.push_str(r#"<p class="muted">No declared counters.</p>"#);
@@ -313,7 +540,7 @@ pub(crate) async fn counters(State(state): State<Arc<AppState>>) -> Response {
         }
         body.push_str("</table>");
     }
-    page("Counters", COUNTERS, &body)
+    body
 }
 
 pub(crate) async fn style() -> Response {

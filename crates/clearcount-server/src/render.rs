@@ -47,6 +47,44 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .card a{font-weight:600}
 "#;
 
+/// The `Content-Security-Policy` of the pages: nothing may load, run or
+/// frame them; the only style is the inline style sheet, allowed by its
+/// SHA-256; inline SVG needs nothing more. Sent as a header on every live
+/// response (with `frame-ancestors 'none'`, which only a header can carry),
+/// and as a `<meta>` element in the static site's pages.
+pub fn content_security_policy() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| format!("{}; frame-ancestors 'none'", meta_policy()))
+}
+
+/// The policy without `frame-ancestors`, as a `<meta>` element may carry it.
+fn meta_policy() -> String {
+    use sha2::Digest;
+    let hash = base64(&sha2::Sha256::digest(CSS.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+    )
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Where the pages are read from, and so how they link to each other and to
 /// the files they list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +176,15 @@ pub fn page(title: &str, active: &str, body: &str, links: Links) -> String {
         let class = if href == active { r#" class="on""# } else { "" };
         let _ = write!(nav, r#"<a href="{href}"{class}>{label}</a>"#);
     }
+    let csp = match links {
+        Links::Live => String::new(),
+        Links::Static => format!(
+            r#"<meta http-equiv="Content-Security-Policy" content="{}"><meta name="referrer" content="no-referrer">"#,
+            meta_policy()
+        ),
+    };
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · clearcount</title><style>{CSS}</style></head><body><header><div class="in"><a class="brand" href="{}">clearcount</a><nav>{nav}</nav></div></header><main>{body}</main></body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">{csp}<meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · clearcount</title><style>{CSS}</style></head><body><header><div class="in"><a class="brand" href="{}">clearcount</a><nav>{nav}</nav></div></header><main>{body}</main></body></html>"#,
         esc(title),
         links.home()
     )
@@ -414,6 +459,22 @@ pub fn config_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_and_the_style_hash() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+        let csp = super::content_security_policy();
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
+        let page = super::page("t", "/", "", super::Links::Static);
+        assert!(page.contains(&super::meta_policy()) && !page.contains("frame-ancestors"));
+    }
 
     /// Live pages link by absolute path; the static site relatively, so it
     /// works from any folder, and has no counters page.

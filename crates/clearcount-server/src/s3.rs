@@ -9,9 +9,10 @@
 //! |---|---|
 //! | [`Store::put_if_absent`] | `PutObject` with `If-None-Match: *` (a 412 means the report is already there: [`PutOutcome::Existed`]) |
 //! | [`Store::put`] | `PutObject` (atomic: readers see the old object or the new one) |
-//! | [`Store::put_file`] | one `PutObject` for a small file, else a multipart upload in 8 MiB parts, read from disk part by part (the object appears only when the upload completes) |
+//! | [`Store::replace_file`] | a conditional `PutObject` of the file (mapped, not read into memory): `If-Match: <ETag>` to replace the version read before, `If-None-Match: *` to create; a 412 is [`Replaced::Conflict`]. One request carries up to 5 GiB, so there is no multipart upload (S3 takes no `If-Match` on one) |
+//! | [`Store::version`] | `HeadObject`: the `ETag` |
 //! | [`Store::get`] | `GetObject`; the reports of a shard just listed are fetched ahead, 16 at a time, so that the merge (one report at a time) does not wait one round trip per report |
-//! | [`Store::open`] | `GetObject`, its body streamed into a blocking reader |
+//! | [`Store::open`], [`Store::open_async`] | `GetObject`, its body streamed (into a blocking reader, or as it is) |
 //! | [`Store::list`] | `ListObjectsV2` with delimiter `/` (all pages) |
 //! | [`Store::delete`] | `DeleteObject` |
 //!
@@ -29,23 +30,26 @@
 //!   answer. An answered report is in the bucket; a killed instance loses at
 //!   most the uploads in flight, which were never answered, and clients send
 //!   them again later (the same bytes, hence the same key: stored once).
-//! - **Merge.** A merge lists every shard of the week, streams the reports
-//!   into a local scratch file and uploads it as one new object (a single
-//!   `PutObject`, or a multipart upload that becomes visible only when it
-//!   completes). S3 replaces an object atomically, so a reader sees one
-//!   complete archive or another, never a torn one; two merges at once each
-//!   write a complete archive and the last one wins. A merge is a pure
-//!   function of the reports it lists, so running it again is harmless.
+//! - **Merge.** A merge reads the archive's `ETag` (`HeadObject`), then
+//!   lists every shard of the week, streams the reports into a local scratch
+//!   file and uploads it with one conditional `PutObject` (`If-Match` on
+//!   that `ETag`, or `If-None-Match: *` for a week without an archive). S3
+//!   replaces an object atomically, so a reader sees one complete archive or
+//!   another, never a torn one. A merge is a pure function of the reports
+//!   it lists, so running it again is harmless.
 //! - **Why no report is lost.** Reports are never modified or deleted, and
 //!   S3 listings are strongly consistent, so a merge includes every report
-//!   answered before the merge started. A merge that started earlier may
-//!   finish later and put back an archive without the newest reports, but
-//!   the next merge (the instances merge the weeks they received reports
-//!   for, every `--merge-interval`, and `clearcount merge` rebuilds all
-//!   weeks) adds them again. Hence: after a merge that started once the
-//!   last upload was answered and no older merge still running (for example
-//!   the scheduled `clearcount merge` job), every accepted report is in the
-//!   archive exactly once.
+//!   answered before it listed. A merge's write succeeds only if the
+//!   archive is still the one it read *before* listing; any archive written
+//!   in between was built from a listing no later than its own, so nothing
+//!   it replaces holds a report it lacks. If another merge wrote first (a
+//!   412), the merge starts over (read, list, write), up to
+//!   [`crate::merge`]'s attempt limit. So two merges racing leave the
+//!   archive of the later listing: after the last merge, every report
+//!   accepted before it listed is in the archive exactly once. The race
+//!   tests (`race_tests.rs`) force all 20 orders of two merges' steps on
+//!   moto while uploads continue, and show that unconditional writes lose
+//!   reports in the same test.
 //!
 //! # Settings
 //!
@@ -63,24 +67,23 @@
 //! missing bucket, refused credentials or an unreachable endpoint are a
 //! one-line error at start, not at the first upload.
 
-use super::store::{BoxFuture, Listing, ObjectMeta, ObjectReader, PutOutcome, Store, check_key};
+use super::store::{
+    AsyncObjectReader, BoxFuture, Expect, Listing, ObjectMeta, ObjectReader, PutOutcome, Replaced,
+    Store, check_key,
+};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as OsPath;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, WriteMultipart,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
 };
-use std::io::{self, Read as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Size of one part of a multipart upload (and the largest file sent with a
-/// single `PutObject`).
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
-
-/// Parts of one multipart upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 2;
+/// The largest object a single `PutObject` may carry (S3's limit, 5 GiB).
+const MAX_SINGLE_PUT: u64 = 5 << 30;
 
 /// The bucket and key prefix named by an `s3://bucket/prefix` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,63 +494,42 @@ impl S3Store {
         });
     }
 
-    async fn put_file_async(&self, key: &str, path: &Path) -> io::Result<()> {
+    /// One conditional `PutObject` of the whole file, mapped into memory
+    /// (file-backed pages, not a copy). S3 takes up to 5 GiB in one request.
+    async fn put_file_if(&self, key: &str, path: &Path, mode: PutMode) -> io::Result<Replaced> {
         let dest = self.full_key(key)?;
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
-        let (mut file, first) = read_chunk(file).await?;
-        if len <= PART_SIZE as u64 && first.len() < PART_SIZE {
-            let opts = PutOptions {
-                attributes: attributes(key),
-                ..Default::default()
-            };
-            self.inner
-                .put_opts(&dest, PutPayload::from(first), opts)
-                .await
-                .map_err(|e| self.error(e, "put", key))?;
-        } else {
-            let upload = self
-                .inner
-                .put_multipart_opts(
-                    &dest,
-                    PutMultipartOptions {
-                        attributes: attributes(key),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.error(e, "start upload of", key))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            let mut chunk = first;
-            let sent: io::Result<()> = async {
-                while !chunk.is_empty() {
-                    w.wait_for_capacity(PARTS_IN_FLIGHT)
-                        .await
-                        .map_err(|e| self.error(e, "upload part of", key))?;
-                    w.write(&chunk);
-                    let (f, next) = read_chunk(file).await?;
-                    file = f;
-                    chunk = next;
-                }
-                Ok(())
-            }
-            .await;
-            match sent {
-                Ok(()) => {
-                    w.finish()
-                        .await
-                        .map_err(|e| self.error(e, "complete upload of", key))?;
-                }
-                Err(e) => {
-                    // Best effort: a bucket lifecycle rule removes what an
-                    // abort leaves (see the README).
-                    let _ = w.abort().await;
-                    return Err(e);
-                }
-            }
+        if len > MAX_SINGLE_PUT {
+            return Err(io::Error::other(format!(
+                "{key} is {len} bytes: a conditional write takes at most {MAX_SINGLE_PUT}"
+            )));
         }
-        let _ = std::fs::remove_file(path);
-        Ok(())
+        let payload = if len == 0 {
+            PutPayload::new()
+        } else {
+            // SAFETY: the file is this process's scratch file, written and
+            // closed before, and neither changed nor truncated while mapped
+            // (it is removed only after the upload).
+            let map = unsafe { memmap2::Mmap::map(&file)? };
+            PutPayload::from_bytes(axum::body::Bytes::from_owner(map))
+        };
+        let opts = PutOptions {
+            mode,
+            attributes: attributes(key),
+            ..Default::default()
+        };
+        match self.inner.put_opts(&dest, payload, opts).await {
+            Ok(_) => {
+                let _ = std::fs::remove_file(path);
+                Ok(Replaced::Done)
+            }
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Ok(Replaced::Conflict),
+            Err(e) => Err(self.error(e, "put", key)),
+        }
     }
 }
 
@@ -570,18 +552,6 @@ fn attributes(key: &str) -> Attributes {
     let mut a = Attributes::new();
     a.insert(Attribute::ContentType, content_type(key).into());
     a
-}
-
-/// Reads up to [`PART_SIZE`] bytes of `file` on a blocking thread.
-async fn read_chunk(file: std::fs::File) -> io::Result<(std::fs::File, Vec<u8>)> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::with_capacity(PART_SIZE);
-        let mut f = file;
-        (&mut f).take(PART_SIZE as u64).read_to_end(&mut buf)?;
-        Ok((f, buf))
-    })
-    .await
-    .map_err(|e| io::Error::other(format!("file read task failed: {e}")))?
 }
 
 fn standard_retry() -> object_store::RetryConfig {
@@ -659,11 +629,54 @@ impl Store for S3Store {
         })
     }
 
-    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()> {
+    fn replace_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        expect: Expect,
+    ) -> BoxFuture<'a, Replaced> {
         Box::pin(async move {
-            let r = self.put_file_async(key, path).await;
+            let r = match expect {
+                Expect::Absent => self.put_file_if(key, path, PutMode::Create).await,
+                Expect::Version(e_tag) => {
+                    let v = UpdateVersion {
+                        e_tag: Some(e_tag),
+                        version: None,
+                    };
+                    self.put_file_if(key, path, PutMode::Update(v)).await
+                }
+            };
             self.read_ahead.evict(key);
             r
+        })
+    }
+
+    fn version<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let src = self.full_key(key)?;
+            match self.inner.head(&src).await {
+                Ok(meta) => meta.e_tag.map(Some).ok_or_else(|| {
+                    io::Error::other(format!(
+                        "{} returned no ETag for {key}: conditional writes need one",
+                        self.location
+                    ))
+                }),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error(e, "head", key)),
+            }
+        })
+    }
+
+    fn open_async<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<AsyncObjectReader>> {
+        Box::pin(async move {
+            let src = self.full_key(key)?;
+            let r = match self.inner.get(&src).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.error(e, "get", key)),
+            };
+            let body = tokio_util::io::StreamReader::new(r.into_stream());
+            Ok(Some(Box::pin(body) as AsyncObjectReader))
         })
     }
 
@@ -774,7 +787,7 @@ impl Store for S3Store {
 }
 
 #[cfg(test)]
-mod moto;
+pub(crate) mod moto;
 
 #[cfg(test)]
 mod moto_tests;

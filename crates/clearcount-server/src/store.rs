@@ -15,13 +15,28 @@
 //! Every write is atomic: readers see the old object or the new one, never
 //! part of one. [`Store::put_if_absent`] is the primitive behind dedup: the
 //! same report sent twice (or sent to two server instances at once) is
-//! stored once, without any lock.
+//! stored once, without any lock. [`Store::replace_file`] is the primitive
+//! behind the archive: a conditional replace (`If-Match` on the version read
+//! before the merge listed the reports), so no merge replaces a newer
+//! archive.
+//!
+//! # No arrival times
+//!
+//! The directory store gives every report file, and the directories above
+//! it, the modification time of the report's week start (00:00 UTC), so a
+//! store published as it is (a web server's `Last-Modified`, `ls -l`, a
+//! copy with `rsync -t`) shows no arrival time. What a file system keeps
+//! besides (the inode change time, a birth time) cannot be set: publish
+//! through a web server or a copy that carries the modification time only
+//! (`rsync -rt`, not `tar --format=posix`, which records change times), or
+//! publish `archive/`, `site/` and `config/` only, which hold every report.
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 /// A boxed future, so that [`Store`] can be used as `Arc<dyn Store>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;
@@ -29,6 +44,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 
 /// A blocking reader over one stored object (read it inside
 /// `tokio::task::spawn_blocking`).
 pub type ObjectReader = Box<dyn io::Read + Send>;
+
+/// An async reader over one stored object.
+pub type AsyncObjectReader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// What [`Store::replace_file`] may replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Only if there is no object under the key (`If-None-Match: *`).
+    Absent,
+    /// Only if the object is still this version (`If-Match`), as returned
+    /// by [`Store::version`].
+    Version(String),
+}
+
+/// What [`Store::replace_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// The object now holds the file.
+    Done,
+    /// The object was not what was expected (another writer came first);
+    /// nothing was written and the file is left where it was.
+    Conflict,
+}
 
 /// What [`Store::put_if_absent`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +115,27 @@ pub trait Store: Send + Sync + 'static {
     /// Writes (or replaces) the object under `key`, atomically.
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()>;
     /// Moves the local file `path` (written by the caller in
-    /// [`Store::scratch_dir`]) into the store under `key`, replacing any
-    /// object there, atomically. Used for large objects (the archive) so that
-    /// they are never held in memory.
-    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()>;
+    /// [`Store::scratch_dir`]) into the store under `key`, atomically, if the
+    /// object there is what `expect` says; else [`Replaced::Conflict`] and
+    /// the file stays. Used for large objects (the archive) so that they are
+    /// never held in memory.
+    fn replace_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        expect: Expect,
+    ) -> BoxFuture<'a, Replaced>;
+    /// The version of the object under `key` (an opaque token that changes
+    /// whenever the object is replaced: the S3 `ETag`, or the directory
+    /// store's file identity), or `None` if there is none.
+    fn version<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
     /// The whole object, or `None` if there is none.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
     /// A blocking reader over the object, for streaming large ones.
     fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<ObjectReader>>;
+    /// An async reader over the object, for sending it to a client: it
+    /// reads only as fast as it is polled, and holds no thread in between.
+    fn open_async<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<AsyncObjectReader>>;
     /// One level of keys under `prefix` (which is empty or ends in `/`).
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing>;
     /// Removes the object; no error if there is none.
@@ -137,6 +188,11 @@ fn check_prefix(prefix: &str) -> io::Result<()> {
 /// detects duplicates without a lock, also across processes). A process
 /// killed mid-write leaves at most a file in `.tmp/`, never a partial
 /// object; stale temporary files are removed when a store is opened.
+///
+/// A conditional replace ([`Store::replace_file`]) compares and renames
+/// under an exclusive lock on `<root>/.lock`, so it holds across processes
+/// on one machine. Report files and their directories get the week's start
+/// as modification time (see the [module documentation](self)).
 #[derive(Debug, Clone)]
 pub struct DirStore {
     root: PathBuf,
@@ -191,9 +247,19 @@ impl DirStore {
         self.tmp.join(format!("w-{}-{}", std::process::id(), n))
     }
 
-    fn write_tmp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
+    /// Writes `bytes` to a new temporary file, with modification and
+    /// access times `times` if given.
+    fn write_tmp(&self, bytes: &[u8], times: Option<SystemTime>) -> io::Result<PathBuf> {
         let tmp = self.tmp_path();
-        if let Err(e) = std::fs::write(&tmp, bytes) {
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            io::Write::write_all(&mut f, bytes)?;
+            if let Some(t) = times {
+                f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -205,7 +271,9 @@ impl DirStore {
         if dest.exists() {
             return Ok(PutOutcome::Existed);
         }
-        let tmp = self.write_tmp(bytes)?;
+        // A report carries its week's start as its times, never its arrival.
+        let week_start = report_week_start(key);
+        let tmp = self.write_tmp(bytes, week_start)?;
         let mut res = std::fs::hard_link(&tmp, &dest);
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound) {
             if let Some(parent) = dest.parent() {
@@ -214,11 +282,57 @@ impl DirStore {
             res = std::fs::hard_link(&tmp, &dest);
         }
         let _ = std::fs::remove_file(&tmp);
-        match res {
-            Ok(()) => Ok(PutOutcome::Created),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::Existed),
-            Err(e) => Err(e),
+        let created = match res {
+            Ok(()) => PutOutcome::Created,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(PutOutcome::Existed),
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = week_start {
+            // The directories changed too (a new entry): their times go
+            // back to the week's start, up to `reports/`.
+            let mut dir = dest.parent();
+            while let Some(d) = dir {
+                set_dir_times(d, t);
+                if d.parent() == Some(self.root.as_path()) {
+                    break;
+                }
+                dir = d.parent();
+            }
         }
+        Ok(created)
+    }
+
+    /// The version token of a file: its identity and change time, which a
+    /// replace (a rename of a new file) always changes.
+    fn version_sync(&self, key: &str) -> io::Result<Option<String>> {
+        let meta = match std::fs::metadata(self.path(key)?) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(file_version(&meta)))
+    }
+
+    fn replace_file_sync(&self, key: &str, path: &Path, expect: &Expect) -> io::Result<Replaced> {
+        self.path(key)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(".lock"))?;
+        lock.lock()?;
+        let current = self.version_sync(key)?;
+        let ok = match (expect, &current) {
+            (Expect::Absent, None) => true,
+            (Expect::Version(v), Some(c)) => v == c,
+            _ => false,
+        };
+        if !ok {
+            return Ok(Replaced::Conflict);
+        }
+        self.rename_into(path, key)?;
+        drop(lock);
+        Ok(Replaced::Done)
     }
 
     fn rename_into(&self, tmp: &Path, key: &str) -> io::Result<()> {
@@ -296,7 +410,7 @@ impl Store for DirStore {
         let key = key.to_owned();
         Box::pin(blocking(move || {
             h.path(&key)?;
-            let tmp = h.write_tmp(&bytes)?;
+            let tmp = h.write_tmp(&bytes, None)?;
             let r = h.rename_into(&tmp, &key);
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -305,11 +419,22 @@ impl Store for DirStore {
         }))
     }
 
-    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, ()> {
+    fn replace_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        expect: Expect,
+    ) -> BoxFuture<'a, Replaced> {
         let h = self.clone();
         let key = key.to_owned();
         let path = path.to_path_buf();
-        Box::pin(blocking(move || h.rename_into(&path, &key)))
+        Box::pin(blocking(move || h.replace_file_sync(&key, &path, &expect)))
+    }
+
+    fn version<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+        let h = self.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || h.version_sync(&key)))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
@@ -328,6 +453,19 @@ impl Store for DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }))
+    }
+
+    fn open_async<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<AsyncObjectReader>> {
+        let p = self.path(key);
+        Box::pin(async move {
+            // tokio's file reads one buffer per poll on a blocking thread,
+            // and holds none while the client does not read.
+            match tokio::fs::File::open(p?).await {
+                Ok(f) => Ok(Some(Box::pin(f) as AsyncObjectReader)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing> {
@@ -352,6 +490,45 @@ impl Store for DirStore {
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
     }
+}
+
+/// The start (00:00 UTC) of the week of a report key
+/// (`reports/<week>/...`), or `None` for any other key.
+fn report_week_start(key: &str) -> Option<SystemTime> {
+    let week = key.strip_prefix("reports/")?.split('/').next()?;
+    let date = chrono::NaiveDate::parse_from_str(week, "%Y-%m-%d").ok()?;
+    let secs = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Sets a directory's modification and access times (best effort).
+fn set_dir_times(dir: &Path, t: SystemTime) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t));
+    }
+}
+
+#[cfg(unix)]
+fn file_version(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}-{}.{:09}-{}",
+        meta.dev(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.len()
+    )
+}
+
+#[cfg(not(unix))]
+fn file_version(meta: &std::fs::Metadata) -> String {
+    let m = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!("{}.{:09}-{}", m.as_secs(), m.subsec_nanos(), meta.len())
 }
 
 /// Opens the store named by `data`: a local directory path, or
@@ -426,5 +603,104 @@ mod tests {
             size: 10,
         };
         assert_eq!(m.name(), "2026-11-16.ndjson");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A report file, and every directory above it up to `reports/`, shows
+    /// its week's start as its times, never the time it arrived.
+    #[test]
+    fn report_files_carry_their_weeks_start_not_their_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DirStore::open(dir.path()).unwrap();
+        let rt = runtime();
+        let key = report_key("2026-11-16", &sha256_hex(b"r"));
+        assert_eq!(
+            rt.block_on(s.put_if_absent(&key, b"r".to_vec())).unwrap(),
+            PutOutcome::Created
+        );
+        let week = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_794_787_200);
+        assert_eq!(report_week_start(&key), Some(week));
+        let file = dir.path().join(&key);
+        let mut p = file.as_path();
+        let mut checked = 0;
+        while p != dir.path() {
+            let m = std::fs::metadata(p).unwrap();
+            assert_eq!(m.modified().unwrap(), week, "{}", p.display());
+            assert_eq!(m.accessed().unwrap(), week, "{}", p.display());
+            checked += 1;
+            p = p.parent().unwrap();
+        }
+        assert_eq!(checked, 4, "file, shard, week and reports/");
+        // Other objects keep their real times.
+        rt.block_on(s.put("config/current.toml", b"x".to_vec()))
+            .unwrap();
+        let m = std::fs::metadata(dir.path().join("config/current.toml")).unwrap();
+        assert!(m.modified().unwrap().elapsed().unwrap() < std::time::Duration::from_secs(60));
+        assert_eq!(report_week_start("archive/2026-11-16.ndjson"), None);
+    }
+
+    /// `replace_file` replaces only the version it was told, and a replace
+    /// changes the version.
+    #[test]
+    fn replace_file_is_conditional() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DirStore::open(dir.path()).unwrap();
+        let rt = runtime();
+        let key = "archive/2026-11-16.ndjson";
+        let file = |text: &str| {
+            let p = s
+                .scratch_dir()
+                .join(format!("t-{}", TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        rt.block_on(async {
+            assert_eq!(s.version(key).await.unwrap(), None);
+            let a = file("a\n");
+            let v0 = Expect::Version("nothing".into());
+            assert_eq!(
+                s.replace_file(key, &a, v0).await.unwrap(),
+                Replaced::Conflict
+            );
+            assert!(a.exists());
+            assert_eq!(
+                s.replace_file(key, &a, Expect::Absent).await.unwrap(),
+                Replaced::Done
+            );
+            let v1 = s.version(key).await.unwrap().unwrap();
+            let b = file("b\n");
+            assert_eq!(
+                s.replace_file(key, &b, Expect::Absent).await.unwrap(),
+                Replaced::Conflict
+            );
+            assert_eq!(
+                s.replace_file(key, &b, Expect::Version(v1.clone()))
+                    .await
+                    .unwrap(),
+                Replaced::Done
+            );
+            let v2 = s.version(key).await.unwrap().unwrap();
+            assert_ne!(v1, v2);
+            // The same size and content again: still a new version.
+            let c = file("b\n");
+            assert_eq!(
+                s.replace_file(key, &c, Expect::Version(v1)).await.unwrap(),
+                Replaced::Conflict
+            );
+            assert_eq!(
+                s.replace_file(key, &c, Expect::Version(v2.clone()))
+                    .await
+                    .unwrap(),
+                Replaced::Done
+            );
+            assert_ne!(s.version(key).await.unwrap().unwrap(), v2);
+            assert_eq!(s.get(key).await.unwrap().unwrap(), b"b\n");
+        });
     }
 }

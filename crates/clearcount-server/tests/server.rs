@@ -81,6 +81,11 @@ impl Server {
             counters: Some(counters),
             min_reports,
             merge_interval: Duration::from_secs(3600),
+            // These tests send hundreds of uploads from one address.
+            limits: clearcount_server::Limits {
+                uploads_per_minute: 0,
+                ..Default::default()
+            },
         };
         tune(&mut opts);
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -717,6 +722,10 @@ fn child_process() {
         data,
         config: Some(dir.join("config.toml")),
         merge_interval: Duration::from_millis(100),
+        limits: clearcount_server::Limits {
+            uploads_per_minute: 0,
+            ..Default::default()
+        },
         ..ServerOptions::default()
     };
     clearcount_server::run_blocking(opts, |addr| {

@@ -3,8 +3,9 @@
 //! (see [`super::moto`]). Without moto the tests fail with a message saying
 //! how to install it.
 //!
-//! - the [`Store`] contract on S3 (conditional put, get, list, delete, a
-//!   multipart `put_file` of a multi-MB file read back through `open`);
+//! - the [`Store`] contract on S3 (conditional put, get, list, delete, the
+//!   conditional `replace_file` of a multi-MB file read back through `open`
+//!   and `open_async`: created once, replaced only with the right version);
 //! - one-line errors for a missing bucket, a bad URL, an unknown setting
 //!   and refused credentials.
 //!
@@ -14,7 +15,7 @@
 
 use super::S3Store;
 use super::moto::Moto;
-use crate::store::{PutOutcome, Store};
+use crate::store::{Expect, PutOutcome, Replaced, Store};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -113,8 +114,8 @@ fn store_contract_on_s3() {
         assert!(s.list("reports").await.is_err());
     });
 
-    // put_file: a 21 MiB file, sent as a multipart upload, then read back
-    // through the streaming reader.
+    // replace_file: a 21 MiB file, sent in one conditional PUT (mapped,
+    // not copied), then read back through the streaming readers.
     let dir = s.scratch_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("big-{}", std::process::id()));
@@ -128,8 +129,13 @@ fn store_contract_on_s3() {
     }
     std::fs::write(&path, &content).unwrap();
     let key = "archive/2026-11-16.ndjson";
-    rt.block_on(s.put_file(key, &path)).unwrap();
-    assert!(!path.exists(), "put_file leaves the local file behind");
+    assert_eq!(rt.block_on(s.version(key)).unwrap(), None);
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &path, Expect::Absent))
+            .unwrap(),
+        Replaced::Done
+    );
+    assert!(!path.exists(), "replace_file leaves the local file behind");
     let listed = rt.block_on(s.list("archive/")).unwrap();
     assert_eq!(listed.objects[0].size, content.len() as u64);
     let reader = rt.block_on(s.open(key)).unwrap().unwrap();
@@ -152,14 +158,58 @@ fn store_contract_on_s3() {
         .unwrap();
     assert!(read_back == content, "the object read back differs");
     assert!(chunks > 1);
-    // A small file is one PutObject, replacing the big one atomically.
+    let async_back = rt.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut r = s.open_async(key).await.unwrap().unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        out
+    });
+    assert!(
+        async_back == content,
+        "the object read back (async) differs"
+    );
+
+    // Conditional replace: only over the version read.
+    let v1 = rt.block_on(s.version(key)).unwrap().expect("an ETag");
     let small = dir.join(format!("small-{}", std::process::id()));
     std::fs::write(&small, b"one line\n").unwrap();
-    rt.block_on(s.put_file(key, &small)).unwrap();
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &small, Expect::Absent))
+            .unwrap(),
+        Replaced::Conflict,
+        "created over an existing object"
+    );
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &small, Expect::Version("\"nope\"".into())))
+            .unwrap(),
+        Replaced::Conflict,
+        "replaced another version"
+    );
+    assert!(small.exists(), "a refused file stays for the caller");
+    assert_eq!(
+        rt.block_on(s.list("archive/")).unwrap().objects[0].size,
+        content.len() as u64
+    );
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &small, Expect::Version(v1.clone())))
+            .unwrap(),
+        Replaced::Done
+    );
     assert_eq!(
         rt.block_on(s.get(key)).unwrap().as_deref(),
         Some(&b"one line\n"[..])
     );
+    let v2 = rt.block_on(s.version(key)).unwrap().unwrap();
+    assert_ne!(v1, v2);
+    // The old version no longer matches.
+    std::fs::write(&small, b"stale\n").unwrap();
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &small, Expect::Version(v1)))
+            .unwrap(),
+        Replaced::Conflict
+    );
+    let _ = std::fs::remove_file(&small);
 }
 
 /// (The check that `clearcount merge` refuses such a store with the reason
