@@ -94,7 +94,9 @@
 //!
 //! With no feature, the crate is the counting engine only (memmap2,
 //! backtrace and gimli, chrono, getrandom, libc). `upload` adds weekly
-//! reports and the uploader (ureq, serde), `kit` the toolchain helpers
+//! reports and the uploader (no HTTP or TLS code: the platform's `curl`
+//! by default, see [`upload::Transport`]; `ureq-rustls` and
+//! `ureq-native-tls` build one in), `kit` the toolchain helpers
 //! (clap).
 
 #![deny(unsafe_op_in_unsafe_fn)]

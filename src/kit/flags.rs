@@ -127,13 +127,55 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
 }
 
 /// True for the mounted `telemetry` subcommand: it has exactly the
-/// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand).
+/// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand)
+/// (their names are kept in a list, not built with clap at every run).
 fn is_telemetry_subcommand(c: &Command) -> bool {
-    use clap::Subcommand;
-    let theirs: BTreeSet<&str> = c.get_subcommands().map(Command::get_name).collect();
-    let ours = crate::kit::subcommand::TelemetryCommand::augment_subcommands(Command::new("t"));
-    let ours: BTreeSet<&str> = ours.get_subcommands().map(Command::get_name).collect();
-    !ours.is_empty() && theirs == ours
+    let ours = crate::kit::subcommand::NAMES;
+    c.get_subcommands().count() == ours.len()
+        && c.get_subcommands().all(|s| ours.contains(&s.get_name()))
+}
+
+/// Parses the command line into the program's clap type `C` and counts its
+/// flags and subcommand path ([`count_matches`]); on a bad command line,
+/// prints clap's error and exits, as `C::parse()` does. Use it in place of
+/// `C::parse()`: it builds the clap command once (the cost of a start).
+///
+/// ```no_run
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     #[arg(long)]
+///     verbose: bool,
+/// }
+/// let cli: Cli = clearcount::kit::flags::parse("mytool");
+/// # let _ = cli.verbose;
+/// ```
+pub fn parse<C: clap::Parser>(program: &str) -> C {
+    parse_from(program, std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program's name).
+///
+/// ```
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     #[arg(long)]
+///     verbose: bool,
+/// }
+/// let cli: Cli = clearcount::kit::flags::parse_from("mytool", ["mytool", "--verbose"]);
+/// assert!(cli.verbose);
+/// ```
+pub fn parse_from<C, I, T>(program: &str, args: I) -> C
+where
+    C: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = C::command();
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    count_matches(program, &cmd, &matches);
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
 /// Counts the flags among `args` (the arguments after the program name,
@@ -227,6 +269,16 @@ mod tests {
         Build,
         #[command(subcommand)]
         Telemetry(crate::kit::subcommand::TelemetryCommand),
+    }
+
+    #[test]
+    fn the_subcommand_names_are_those_of_the_enum() {
+        use clap::Subcommand;
+        let c = crate::kit::subcommand::TelemetryCommand::augment_subcommands(Command::new("t"));
+        let names: BTreeSet<&str> = c.get_subcommands().map(Command::get_name).collect();
+        let listed: BTreeSet<&str> = crate::kit::subcommand::NAMES.iter().copied().collect();
+        assert_eq!(names, listed);
+        assert!(is_telemetry_subcommand(&c));
     }
 
     #[test]
