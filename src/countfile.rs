@@ -448,7 +448,7 @@ fn prune(corrupt: &Path) {
     if files.len() <= MAX_CORRUPT_KEPT {
         return;
     }
-    files.sort();
+    files.sort_unstable();
     let excess = files.len() - MAX_CORRUPT_KEPT;
     for f in files.into_iter().take(excess) {
         let _ = fs::remove_file(f);
@@ -555,7 +555,7 @@ mod tests {
                     .to_string()
             })
             .collect();
-        weeks.sort();
+        weeks.sort_unstable();
         weeks.dedup();
         assert_eq!(
             weeks,

@@ -116,7 +116,7 @@ pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
     let text = crate::fsutil::read_small(&dir.join(MODE_FILE)).ok()?;
     let mut words = text.split_whitespace();
     let mode = words.next()?.parse().ok()?;
-    let date = words.next().and_then(|d| d.parse().ok());
+    let date = words.next().and_then(crate::format::parse_date);
     Some((mode, date))
 }
 
@@ -140,6 +140,7 @@ fn warn_once(warning: &str) {
     ONCE.call_once(|| eprintln!("warning: {warning}"));
 }
 
+#[cfg_attr(not(feature = "upload"), allow(dead_code))]
 pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
     effective_with(namespace, dir, default, true)
 }

@@ -47,6 +47,44 @@ impl Value {
             _ => None,
         }
     }
+    /// What the value is, in serde's words (`integer \`-3\``, `string
+    /// "x"`, `sequence`, ...), for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Null => "null".into(),
+            Value::Bool(b) => format!("boolean `{b}`"),
+            Value::Number(n) if n.contains(['.', 'e', 'E']) => format!("floating point `{n}`"),
+            Value::Number(n) => format!("integer `{n}`"),
+            Value::String(s) => format!("string {s:?}"),
+            Value::Array(_) => "sequence".into(),
+            Value::Object(_) => "map".into(),
+        }
+    }
+
+    /// The number as an unsigned integer, or serde's error (`invalid
+    /// value` for a negative or too large integer, `invalid type` for
+    /// anything else).
+    pub fn to_u64(&self) -> Result<u64, String> {
+        match self {
+            Value::Number(n) if !n.contains(['.', 'e', 'E']) => self
+                .as_u64()
+                .ok_or_else(|| format!("invalid value: integer `{n}`, expected u64")),
+            v => Err(format!("invalid type: {}, expected u64", v.describe())),
+        }
+    }
+
+    /// The number as a float, or serde's error.
+    pub fn to_f64(&self) -> Result<f64, String> {
+        self.as_f64()
+            .ok_or_else(|| format!("invalid type: {}, expected f64", self.describe()))
+    }
+
+    /// The string, or serde's error.
+    pub fn to_str(&self) -> Result<&str, String> {
+        self.as_str()
+            .ok_or_else(|| format!("invalid type: {}, expected a string", self.describe()))
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

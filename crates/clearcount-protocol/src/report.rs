@@ -66,20 +66,21 @@ pub struct ProgramReport {
 }
 
 fn text(v: &Value, what: &str) -> Result<String, String> {
-    v.as_str()
+    v.to_str()
         .map(str::to_string)
-        .ok_or_else(|| format!("invalid type: {what} must be a string"))
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 fn counts(v: &Value, what: &str) -> Result<BTreeMap<String, u64>, String> {
     let Value::Object(m) = v else {
-        return Err(format!("invalid type: {what} must be an object"));
+        return Err(format!(
+            "{what}: invalid type: {}, expected a map",
+            v.describe()
+        ));
     };
     let mut out = BTreeMap::new();
     for (k, n) in m {
-        let n = n
-            .as_u64()
-            .ok_or_else(|| format!("invalid type: {what} {k:?} must be an unsigned integer"))?;
+        let n = n.to_u64().map_err(|e| format!("{what} {k:?}: {e}"))?;
         out.insert(k.clone(), n);
     }
     Ok(out)
@@ -234,7 +235,7 @@ impl Report {
         for (k, e) in json::fields(v, "struct Report", &["week", "x", "config", "programs"])? {
             match k {
                 "week" => week = Some(text(e, "week")?),
-                "x" => x = Some(e.as_f64().ok_or("invalid type: x must be a number")?),
+                "x" => x = Some(e.to_f64()?),
                 "config" => {
                     config = Some(
                         e.as_u64()

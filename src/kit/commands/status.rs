@@ -43,7 +43,7 @@ pub fn this_week(dir: &Path) -> Week {
                 == Some(begin)
         })
         .collect();
-    paths.sort();
+    paths.sort_unstable();
     for p in paths {
         let parsed = read_file(&p);
         if let Ok(parsed) = &parsed {
@@ -172,7 +172,7 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
 fn sorted(v: Value) -> Value {
     match v {
         Value::Object(mut m) => {
-            m.sort_by(|a, b| a.0.cmp(&b.0));
+            m.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             Value::Object(m.into_iter().map(|(k, v)| (k, sorted(v))).collect())
         }
         Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
