@@ -56,7 +56,7 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// line. The mounted `telemetry` subcommand ([`crate::kit::subcommand`])
 /// counts as a command, but its own flags (`--json`, `--dry-run`) are not
 /// counted: the toolchain declares none of them. Returns the counter names
-/// it counted, sorted.
+/// it counted, sorted (none when telemetry was started off).
 ///
 /// ```
 /// use clap::{Arg, ArgAction, Command};
@@ -69,6 +69,9 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// assert_eq!(counted, ["mytool/command:build", "mytool/flag:name", "mytool/flag:verbose"]);
 /// ```
 pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<String> {
+    if crate::telemetry::is_off() {
+        return Vec::new(); // nothing is counted: do no work at all
+    }
     let mut names = BTreeSet::new();
     let mut path: Vec<&str> = Vec::new();
     // Commands from the root down to the current level: a global argument
@@ -183,7 +186,7 @@ where
 /// `-n` count as `<program>/flag:<name>` when `name` is in `known_flags`
 /// (given with or without leading dashes), and as `<program>/flag:other`
 /// otherwise. Values, positional arguments and everything after `--` are
-/// never looked at. Returns the counter names it counted, sorted.
+/// never looked at. Returns the counter names it counted, sorted (none when telemetry was started off).
 ///
 /// ```
 /// let counted = clearcount::kit::flags::count_args(
@@ -198,6 +201,9 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    if crate::telemetry::is_off() {
+        return Vec::new();
+    }
     let known: BTreeSet<&str> = known_flags
         .iter()
         .map(|f| f.trim_start_matches('-'))

@@ -1,40 +1,5 @@
-//! How the uploader speaks HTTP: the [`Transport`] trait, and the built-in
+//! How the uploader speaks HTTP: the [`Transport`] trait and the built-in
 //! transports.
-//!
-//! The uploader makes three kinds of request, all from the background
-//! child (or thread), never on the host's path: a GET of the signed config,
-//! a GET of its signature, and the POST of a report. A transport carries
-//! one request and hands back the status and the body of the answer; the
-//! uploader decides everything else (what to fetch, what a status means,
-//! what to keep).
-//!
-//! | transport | what it costs the toolchain's binary | when to choose it |
-//! |---|---|---|
-//! | [`CurlTransport`] (the default) | nothing: it runs the platform's `curl` program (shipped with macOS, Windows 10 and later, and nearly every Linux system), which brings the platform's TLS and certificate store | most toolchains |
-//! | your own `impl Transport` | nothing more, when it wraps an HTTP client the toolchain already links | a toolchain that already speaks HTTPS (or must work where `curl` is missing) |
-//! | `UreqTransport` (features `ureq-rustls`, `ureq-native-tls`) | `ureq-rustls`: about 2 MB, self-contained (rustls, ring, Mozilla's roots); `ureq-native-tls`: about 0.4 MB, but it links the platform's TLS library (OpenSSL on Linux), which every start of the program then loads | a self-contained binary; or a toolchain that links OpenSSL anyway |
-//!
-//! Every transport must: honour both timeouts of the [`Request`]; not
-//! follow redirects; verify TLS certificates; read at most
-//! [`Request::limit`] bytes of the answer's body (a longer answer is an
-//! error); and never send anything but the request's body. A transport is
-//! chosen with [`UploadSettings::with_transport`](super::UploadSettings::with_transport).
-//!
-//! ```
-//! use clearcount::upload::{Answer, Request, Transport, TransportError, UploadSettings};
-//! /// A toolchain's own HTTP client, plugged in.
-//! #[derive(Debug)]
-//! struct Mine;
-//! impl Transport for Mine {
-//!     fn send(&self, req: &Request<'_>) -> Result<Answer, TransportError> {
-//!         // ... use the HTTP client the toolchain already has ...
-//!         Err(TransportError::Unreachable(format!("{} is not reachable in this example", req.url)))
-//!     }
-//! }
-//! let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "KEY")
-//!     .with_transport(Mine);
-//! # let _ = s;
-//! ```
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -117,8 +82,42 @@ impl fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
-/// Carries the uploader's HTTP requests. See the [module docs](self) for
-/// what every transport must do.
+/// Carries the uploader's HTTP requests.
+///
+/// The uploader makes three kinds of request, all from the background
+/// child (or thread), never on the host's path: a GET of the signed config,
+/// a GET of its signature, and the POST of a report. A transport carries
+/// one request and hands back the status and the body of the answer; the
+/// uploader decides everything else (what to fetch, what a status means,
+/// what to keep).
+///
+/// | transport | what it costs the toolchain's binary | when to choose it |
+/// |---|---|---|
+/// | [`CurlTransport`] (the default) | nothing: it runs the platform's `curl` program (shipped with macOS, Windows 10 and later, and nearly every Linux system), which brings the platform's TLS and certificate store | most toolchains |
+/// | your own `impl Transport` | nothing more, when it wraps an HTTP client the toolchain already links | a toolchain that already speaks HTTPS (or must work where `curl` is missing) |
+/// | `UreqTransport` (features `ureq-rustls`, `ureq-native-tls`) | `ureq-rustls`: about 2.2 MB, self-contained (rustls, ring, Mozilla's roots); `ureq-native-tls`: about 0.65 MB, but it links the platform's TLS library (OpenSSL on Linux), which every start of the program then loads | a self-contained binary; or a toolchain that links OpenSSL anyway |
+///
+/// Every transport must: honour both timeouts of the [`Request`]; not
+/// follow redirects; verify TLS certificates; read at most
+/// [`Request::limit`] bytes of the answer's body (a longer answer is an
+/// error); and never send anything but the request's body. A transport is
+/// chosen with [`UploadSettings::with_transport`](super::UploadSettings::with_transport).
+///
+/// ```
+/// use clearcount::upload::{Answer, Request, Transport, TransportError, UploadSettings};
+/// /// A toolchain's own HTTP client, plugged in.
+/// #[derive(Debug)]
+/// struct Mine;
+/// impl Transport for Mine {
+///     fn send(&self, req: &Request<'_>) -> Result<Answer, TransportError> {
+///         // ... use the HTTP client the toolchain already has ...
+///         Err(TransportError::Unreachable(format!("{} is not reachable in this example", req.url)))
+///     }
+/// }
+/// let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "KEY")
+///     .with_transport(Mine);
+/// # let _ = s;
+/// ```
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Sends one request and returns the answer, whatever its status.
     fn send(&self, req: &Request<'_>) -> Result<Answer, TransportError>;
@@ -279,7 +278,7 @@ fn answer_too_long(limit: u64) -> TransportError {
 
 /// A built-in transport on the `ureq` HTTP client, linked into the
 /// program: features `ureq-rustls` (rustls with Mozilla's root
-/// certificates, a self-contained binary, about 2 MB) and
+/// certificates, a self-contained binary, about 2.2 MB) and
 /// `ureq-native-tls` (the platform's TLS and certificate store: OpenSSL on
 /// Linux, linked dynamically and loaded at every start of the program;
 /// Security.framework on macOS, SChannel on Windows).
@@ -368,5 +367,120 @@ fn ureq_error(e: &ureq::Error) -> TransportError {
         }
         ureq::Error::Io(io) => TransportError::Other(format!("network error: {io}")),
         other => TransportError::BadAnswer(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    /// Answers one request on loopback with `status` and `body`; returns
+    /// the base URL and a handle giving the request's body.
+    fn serve_once(status: u16, body: Vec<u8>) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let (conn, _) = l.accept().unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut got = vec![0; len];
+            r.read_exact(&mut got).unwrap();
+            let mut conn = conn;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+            got
+        });
+        (base, h)
+    }
+
+    fn req<'a>(url: &'a str, body: Option<&'static [u8]>, limit: u64) -> Request<'a> {
+        Request {
+            method: if body.is_some() {
+                Method::Post
+            } else {
+                Method::Get
+            },
+            url,
+            body: body.map(|b| ("application/json", b)),
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(10),
+            limit,
+        }
+    }
+
+    fn transports() -> Vec<Box<dyn Transport>> {
+        #[allow(unused_mut)]
+        let mut v: Vec<Box<dyn Transport>> = vec![Box::new(CurlTransport::new())];
+        #[cfg(feature = "ureq-rustls")]
+        v.push(Box::new(UreqTransport::rustls()));
+        #[cfg(feature = "ureq-native-tls")]
+        v.push(Box::new(UreqTransport::native_tls()));
+        v
+    }
+
+    #[test]
+    fn get_post_status_and_limits() {
+        for t in transports() {
+            let (base, h) = serve_once(200, b"config text".to_vec());
+            let a = t.send(&req(&format!("{base}/c"), None, 100)).unwrap();
+            assert_eq!(
+                (a.status, a.body.as_slice()),
+                (200, &b"config text"[..]),
+                "{t:?}"
+            );
+            h.join().unwrap();
+
+            let (base, h) = serve_once(422, b"refused".to_vec());
+            let a = t.send(&req(&base, Some(b"{\"a\":1}"), 100)).unwrap();
+            assert_eq!(
+                (a.status, a.body.as_slice()),
+                (422, &b"refused"[..]),
+                "{t:?}"
+            );
+            assert_eq!(h.join().unwrap(), b"{\"a\":1}", "{t:?}");
+
+            let (base, h) = serve_once(200, vec![b'x'; 5000]);
+            let e = t.send(&req(&base, None, 100)).unwrap_err();
+            assert!(matches!(e, TransportError::BadAnswer(_)), "{t:?}: {e:?}");
+            let _ = h.join();
+
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let e = t
+                .send(&req(&format!("http://127.0.0.1:{port}/"), None, 100))
+                .unwrap_err();
+            assert!(matches!(e, TransportError::Unreachable(_)), "{t:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn missing_curl_is_an_error_not_a_panic() {
+        let t = CurlTransport::with_program("/nonexistent/curl");
+        let e = t.send(&req("http://127.0.0.1:1/", None, 10)).unwrap_err();
+        assert!(
+            matches!(&e, TransportError::Other(m) if m.contains("cannot run")),
+            "{e:?}"
+        );
     }
 }
