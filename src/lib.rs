@@ -17,7 +17,7 @@
 //! | [`StackCounter`] (a `static`) | count the caller's stack (function names and line offsets only) |
 //! | [`Mode`] | `off`, `local`, `on` |
 //! | [`dump`] → [`CounterFile`] | read any counter file, even one in use (for other tools) |
-//! | [`upload::UploadSettings`] (feature `upload`) | where reports go, the config's key, the sampling ceiling |
+//! | [`upload::UploadSettings`] (feature `upload`) | where reports go, the config's key, the sampling ceiling, the HTTP transport (the platform's `curl` unless set) |
 //! | [`kit`] (feature `kit`) | panic counter, histograms, flag counting, first-run notice, the mounted `telemetry` subcommand |
 //!
 //! ```no_run
