@@ -150,12 +150,15 @@ kit_dep="clearcount = { path = \"$root\", features = [\"kit\"] }"
 crate hello-plain "" "$hello_plain"
 crate hello-engine "$engine_dep" "$hello_counted" "$recommended"
 crate hello-kit "$kit_dep" "$hello_kit" "$recommended"
+crate hello-engine-default "$engine_dep" "$hello_counted"
 crate hello-kit-default "$kit_dep" "$hello_kit"
 crate tool-plain "$clap_dep" "$tool_plain"
 crate tool-engine "$clap_dep
 $engine_dep" "$tool_counted" "$recommended"
 crate tool-kit "$clap_dep
 $kit_dep" "$tool_kit" "$recommended"
+crate tool-engine-default "$clap_dep
+$engine_dep" "$tool_counted"
 crate tool-kit-default "$clap_dep
 $kit_dep" "$tool_kit"
 
@@ -168,9 +171,11 @@ for p in hello tool; do
     plain=$(size "$p-plain")
     engine=$(size "$p-engine")
     kit=$(size "$p-kit")
+    engine_default=$(size "$p-engine-default")
     kit_default=$(size "$p-kit-default")
-    printf '%-6s stripped: without clearcount %9d bytes; engine only %9d (+%d, %s); with kit %9d (+%d, %s); with kit, no profile lines %9d (+%d)\n' \
+    printf '%-6s stripped: without clearcount %9d bytes; engine only %9d (+%d, %s); with kit %9d (+%d, %s)\n' \
         "$p" "$plain" "$engine" $((engine - plain)) "$(verdict $((engine - plain)) 200000)" \
-        "$kit" $((kit - plain)) "$(verdict $((kit - plain)) 1000000)" \
-        "$kit_default" $((kit_default - plain))
+        "$kit" $((kit - plain)) "$(verdict $((kit - plain)) 1000000)"
+    printf '%-6s   without the profile lines: engine only %9d (+%d); with kit %9d (+%d)\n' \
+        "$p" "$engine_default" $((engine_default - plain)) "$kit_default" $((kit_default - plain))
 done

@@ -353,6 +353,11 @@ impl Parser<'_> {
 /// Writes `s` as a JSON string, escaped as `serde_json` escapes.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -15,6 +15,7 @@
 
 use crate::json::{self, Value};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// One week of counting on one installation.
 ///
@@ -174,7 +175,7 @@ impl Report {
         out.push_str(",\"x\":");
         json::write_f64(&mut out, self.x);
         out.push_str(",\"config\":");
-        out.push_str(&self.config.to_string());
+        let _ = write!(out, "{}", self.config);
         out.push_str(",\"programs\":[");
         for (i, p) in self.programs.iter().enumerate() {
             if i > 0 {
@@ -204,7 +205,7 @@ impl Report {
                     }
                     json::write_str(&mut out, name);
                     out.push(':');
-                    out.push_str(&count.to_string());
+                    let _ = write!(out, "{count}");
                 }
                 out.push('}');
             }
