@@ -46,7 +46,7 @@
 //! question = "Where does the tool crash, and does a fix work?"
 //! ```
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use clearcount::Telemetry;
 use clearcount::kit::histogram::Histogram;
 use clearcount::kit::subcommand::TelemetryCommand;
@@ -113,14 +113,9 @@ fn main() -> ExitCode {
     // 2. Count panics from here on (the previous hook still prints them).
     panic::install(16);
 
-    // 3. Parse, and count which flags and subcommand were used.
-    let cmd = Cli::command();
-    let matches = cmd.clone().get_matches();
-    flags::count_matches(PROGRAM, &cmd, &matches);
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    // 3. Parse, and count which flags and subcommand were used (in place
+    //    of `Cli::parse()`; the clap command is built once).
+    let cli: Cli = flags::parse(PROGRAM);
     if cli.verbose {
         eprintln!("telemetry: {started:?}");
     }

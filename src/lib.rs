@@ -17,7 +17,7 @@
 //! | [`StackCounter`] (a `static`) | count the caller's stack (function names and line offsets only) |
 //! | [`Mode`] | `off`, `local`, `on` |
 //! | [`dump`] → [`CounterFile`] | read any counter file, even one in use (for other tools) |
-//! | [`upload::UploadSettings`] (feature `upload`) | where reports go, the config's key, the sampling ceiling |
+//! | [`upload::UploadSettings`] (feature `upload`) | where reports go, the config's key, the sampling ceiling, the HTTP transport (the platform's `curl` unless set) |
 //! | [`kit`] (feature `kit`) | panic counter, histograms, flag counting, first-run notice, the mounted `telemetry` subcommand |
 //!
 //! ```no_run
@@ -94,7 +94,9 @@
 //!
 //! With no feature, the crate is the counting engine only (memmap2,
 //! backtrace and gimli, chrono, getrandom, libc). `upload` adds weekly
-//! reports and the uploader (ureq, serde), `kit` the toolchain helpers
+//! reports and the uploader (no HTTP or TLS code: the platform's `curl`
+//! by default, see [`upload::Transport`]; `ureq-rustls` and
+//! `ureq-native-tls` build one in), `kit` the toolchain helpers
 //! (clap).
 
 #![deny(unsafe_op_in_unsafe_fn)]

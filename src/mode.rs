@@ -116,7 +116,7 @@ pub fn read_file(dir: &Path) -> Option<(Mode, Option<NaiveDate>)> {
     let text = crate::fsutil::read_small(&dir.join(MODE_FILE)).ok()?;
     let mut words = text.split_whitespace();
     let mode = words.next()?.parse().ok()?;
-    let date = words.next().and_then(|d| d.parse().ok());
+    let date = words.next().and_then(crate::format::parse_date);
     Some((mode, date))
 }
 
@@ -140,8 +140,34 @@ fn warn_once(warning: &str) {
 
 /// The mode in force for a namespace whose directory is `dir` (which need
 /// not exist; nothing is created).
+#[cfg_attr(not(feature = "upload"), allow(dead_code))]
 pub fn effective(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
-    let from_file = dir.and_then(read_file);
+    effective_with(namespace, dir, default, true)
+}
+
+/// The mode in force, for starting telemetry: like [`effective`], but the
+/// mode file is not read when the environment decides a mode other than
+/// `on` (then the day `on` was set does not matter, and a start that is
+/// off touches no file at all).
+pub(crate) fn effective_for_start(namespace: &str, dir: Option<&Path>, default: Mode) -> Effective {
+    effective_with(namespace, dir, default, false)
+}
+
+fn effective_with(
+    namespace: &str,
+    dir: Option<&Path>,
+    default: Mode,
+    always_read: bool,
+) -> Effective {
+    let env_mode = std::env::var(env_var(namespace))
+        .ok()
+        .and_then(|v| v.parse::<Mode>().ok());
+    let decided = do_not_track() || env_mode.is_some_and(|m| m != Mode::On);
+    let from_file = if always_read || !decided {
+        dir.and_then(read_file)
+    } else {
+        None
+    };
     let on_since = match from_file {
         Some((Mode::On, d)) => d,
         _ => None,

@@ -315,7 +315,7 @@ impl Telemetry {
         }
         let dir = crate::dirs::telemetry_dir(&self.namespace);
         started.dir = dir.clone();
-        let eff = mode::effective(&self.namespace, dir.as_deref(), self.default_mode);
+        let eff = mode::effective_for_start(&self.namespace, dir.as_deref(), self.default_mode);
         started.mode = eff.mode;
         if eff.mode == Mode::Off {
             turn_off();

@@ -20,8 +20,23 @@ pub fn week_begin(day: NaiveDate, start: Weekday) -> NaiveDate {
     day - chrono::Days::new(u64::from(back))
 }
 
+/// A weekday from its English name, short or long, in any case (what
+/// chrono accepts; by hand, so that no format parser is linked).
 fn weekday_from_name(s: &str) -> Option<Weekday> {
-    s.trim().parse::<Weekday>().ok()
+    const NAMES: [(&str, &str, Weekday); 7] = [
+        ("mon", "monday", Weekday::Mon),
+        ("tue", "tuesday", Weekday::Tue),
+        ("wed", "wednesday", Weekday::Wed),
+        ("thu", "thursday", Weekday::Thu),
+        ("fri", "friday", Weekday::Fri),
+        ("sat", "saturday", Weekday::Sat),
+        ("sun", "sunday", Weekday::Sun),
+    ];
+    let s = s.trim().to_ascii_lowercase();
+    NAMES
+        .iter()
+        .find(|(short, long, _)| s == *short || s == *long)
+        .map(|n| n.2)
 }
 
 fn random_weekday() -> Weekday {
@@ -62,6 +77,22 @@ pub fn read_start(dir: &Path) -> Option<Weekday> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weekday_names_as_chrono_reads_them() {
+        for d in 0..7u8 {
+            let w = Weekday::try_from(d).unwrap();
+            let long = format!("{w:?}");
+            for name in [w.to_string(), w.to_string().to_uppercase(), long.clone()] {
+                assert_eq!(weekday_from_name(&name), Some(w), "{name}");
+                assert_eq!(name.parse::<Weekday>().ok(), Some(w));
+            }
+        }
+        for name in ["wednesday", "Sunday\n", " sat "] {
+            assert_eq!(weekday_from_name(name), name.trim().parse::<Weekday>().ok());
+        }
+        assert_eq!(weekday_from_name("wedn"), None);
+    }
 
     #[test]
     fn begins() {

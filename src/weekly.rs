@@ -156,7 +156,7 @@ fn count_files(dir: &Path) -> Vec<(PathBuf, NaiveDate)> {
             Some((e.path(), week))
         })
         .collect();
-    v.sort();
+    v.sort_unstable();
     v
 }
 
@@ -266,7 +266,7 @@ pub fn report_weeks(dir: &Path) -> Vec<String> {
             Some(w)
         })
         .collect();
-    weeks.sort();
+    weeks.sort_unstable();
     weeks
 }
 

@@ -56,7 +56,7 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// line. The mounted `telemetry` subcommand ([`crate::kit::subcommand`])
 /// counts as a command, but its own flags (`--json`, `--dry-run`) are not
 /// counted: the toolchain declares none of them. Returns the counter names
-/// it counted, sorted.
+/// it counted, sorted (none when telemetry was started off).
 ///
 /// ```
 /// use clap::{Arg, ArgAction, Command};
@@ -69,6 +69,9 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// assert_eq!(counted, ["mytool/command:build", "mytool/flag:name", "mytool/flag:verbose"]);
 /// ```
 pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<String> {
+    if crate::telemetry::is_off() {
+        return Vec::new(); // nothing is counted: do no work at all
+    }
     let mut names = BTreeSet::new();
     let mut path: Vec<&str> = Vec::new();
     // Commands from the root down to the current level: a global argument
@@ -127,13 +130,55 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
 }
 
 /// True for the mounted `telemetry` subcommand: it has exactly the
-/// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand).
+/// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand)
+/// (their names are kept in a list, not built with clap at every run).
 fn is_telemetry_subcommand(c: &Command) -> bool {
-    use clap::Subcommand;
-    let theirs: BTreeSet<&str> = c.get_subcommands().map(Command::get_name).collect();
-    let ours = crate::kit::subcommand::TelemetryCommand::augment_subcommands(Command::new("t"));
-    let ours: BTreeSet<&str> = ours.get_subcommands().map(Command::get_name).collect();
-    !ours.is_empty() && theirs == ours
+    let ours = crate::kit::subcommand::NAMES;
+    c.get_subcommands().count() == ours.len()
+        && c.get_subcommands().all(|s| ours.contains(&s.get_name()))
+}
+
+/// Parses the command line into the program's clap type `C` and counts its
+/// flags and subcommand path ([`count_matches`]); on a bad command line,
+/// prints clap's error and exits, as `C::parse()` does. Use it in place of
+/// `C::parse()`: it builds the clap command once (the cost of a start).
+///
+/// ```no_run
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     #[arg(long)]
+///     verbose: bool,
+/// }
+/// let cli: Cli = clearcount::kit::flags::parse("mytool");
+/// # let _ = cli.verbose;
+/// ```
+pub fn parse<C: clap::Parser>(program: &str) -> C {
+    parse_from(program, std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program's name).
+///
+/// ```
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     #[arg(long)]
+///     verbose: bool,
+/// }
+/// let cli: Cli = clearcount::kit::flags::parse_from("mytool", ["mytool", "--verbose"]);
+/// assert!(cli.verbose);
+/// ```
+pub fn parse_from<C, I, T>(program: &str, args: I) -> C
+where
+    C: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = C::command();
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    count_matches(program, &cmd, &matches);
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
 /// Counts the flags among `args` (the arguments after the program name,
@@ -141,7 +186,7 @@ fn is_telemetry_subcommand(c: &Command) -> bool {
 /// `-n` count as `<program>/flag:<name>` when `name` is in `known_flags`
 /// (given with or without leading dashes), and as `<program>/flag:other`
 /// otherwise. Values, positional arguments and everything after `--` are
-/// never looked at. Returns the counter names it counted, sorted.
+/// never looked at. Returns the counter names it counted, sorted (none when telemetry was started off).
 ///
 /// ```
 /// let counted = clearcount::kit::flags::count_args(
@@ -156,6 +201,9 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    if crate::telemetry::is_off() {
+        return Vec::new();
+    }
     let known: BTreeSet<&str> = known_flags
         .iter()
         .map(|f| f.trim_start_matches('-'))
@@ -227,6 +275,16 @@ mod tests {
         Build,
         #[command(subcommand)]
         Telemetry(crate::kit::subcommand::TelemetryCommand),
+    }
+
+    #[test]
+    fn the_subcommand_names_are_those_of_the_enum() {
+        use clap::Subcommand;
+        let c = crate::kit::subcommand::TelemetryCommand::augment_subcommands(Command::new("t"));
+        let names: BTreeSet<&str> = c.get_subcommands().map(Command::get_name).collect();
+        let listed: BTreeSet<&str> = crate::kit::subcommand::NAMES.iter().copied().collect();
+        assert_eq!(names, listed);
+        assert!(is_telemetry_subcommand(&c));
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn mode_now(namespace: &str, dir: Option<&std::path::Path>) -> Mode {
     if started == Some(Mode::Off) {
         return Mode::Off;
     }
-    mode::effective(namespace, dir, started.unwrap_or(Mode::Local)).mode
+    mode::effective_for_start(namespace, dir, started.unwrap_or(Mode::Local)).mode
 }
 
 /// The default notice text for `namespace`, whose program is run as
@@ -127,12 +127,16 @@ pub fn default_text(namespace: &str, command: &str) -> String {
 /// to read it (see the module docs); `text` replaces
 /// [`default_text`]`(namespace, namespace)`. Returns true if it printed.
 pub fn show_once(namespace: &str, text: Option<&str>) -> bool {
-    show_once_to(
-        namespace,
-        text,
-        on_terminal(),
-        &mut std::io::stderr().lock(),
-    )
+    // Cheapest first: a program that started telemetry off, or whose
+    // output is not a terminal (scripts, builds), does nothing more.
+    if crate::telemetry::started().is_some_and(|s| s.mode == Mode::Off) {
+        return false;
+    }
+    let terminal = on_terminal();
+    if !terminal {
+        return false;
+    }
+    show_once_to(namespace, text, terminal, &mut std::io::stderr().lock())
 }
 
 /// [`show_once`] with the terminal test given and any output.

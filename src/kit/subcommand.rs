@@ -40,6 +40,12 @@ use super::commands::report as report_cmd;
 use super::commands::status as status_cmd;
 use crate::mode::Mode;
 
+/// The names of [`TelemetryCommand`]'s subcommands (how flag counting
+/// recognizes the mounted subcommand without building it again).
+pub(crate) const NAMES: &[&str] = &[
+    "on", "off", "local", "status", "view", "report", "upload", "clean",
+];
+
 /// The `telemetry` subcommand's own subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TelemetryCommand {

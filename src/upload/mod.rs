@@ -68,6 +68,11 @@ mod state;
 #[cfg(feature = "kit")]
 mod status;
 mod token;
+mod transport;
+
+#[cfg(any(feature = "ureq-rustls", feature = "ureq-native-tls"))]
+pub use transport::UreqTransport;
+pub use transport::{Answer, CurlTransport, Method, Request, Transport, TransportError};
 
 pub(crate) use child::CHILD_VAR;
 pub(crate) use fetch::fetch_config;
@@ -88,6 +93,7 @@ use crate::report::Report;
 use crate::weekly;
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Reports whose week ended more than this many days ago are not sent.
@@ -103,8 +109,9 @@ pub enum Background {
 }
 
 /// What a toolchain compiles in to upload: where to POST, where the signed
-/// config is, the key that signs it, and the sampling ceiling.
-#[derive(Debug, Clone, PartialEq)]
+/// config is, the key that signs it, the sampling ceiling, and how HTTP is
+/// spoken ([`Transport`]; the platform's `curl` unless set).
+#[derive(Debug, Clone)]
 pub struct UploadSettings {
     /// Where reports are POSTed.
     pub upload_url: String,
@@ -125,6 +132,29 @@ pub struct UploadSettings {
     pub child_limit: Duration,
     /// Child process or thread. Default [`Background::Child`].
     pub background: Background,
+    /// The transport; `None` is [`CurlTransport`].
+    transport: Option<Arc<dyn Transport>>,
+}
+
+/// Equal when every field is, and the transport is the same one (both the
+/// default, or the same shared value).
+impl PartialEq for UploadSettings {
+    fn eq(&self, o: &UploadSettings) -> bool {
+        let same_transport = match (&self.transport, &o.transport) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.upload_url == o.upload_url
+            && self.config_url == o.config_url
+            && self.public_key == o.public_key
+            && self.ceiling == o.ceiling
+            && self.connect_timeout == o.connect_timeout
+            && self.total_timeout == o.total_timeout
+            && self.child_limit == o.child_limit
+            && self.background == o.background
+            && same_transport
+    }
 }
 
 impl UploadSettings {
@@ -140,6 +170,25 @@ impl UploadSettings {
             total_timeout: Duration::from_secs(20),
             child_limit: Duration::from_secs(60),
             background: Background::Child,
+            transport: None,
+        }
+    }
+
+    /// Speaks HTTP through `transport` instead of the platform's `curl`
+    /// ([`CurlTransport`]): an HTTP client the toolchain already links, or
+    /// a built-in `UreqTransport` (features `ureq-rustls`,
+    /// `ureq-native-tls`). See [`Transport`] for what it must do.
+    pub fn with_transport(mut self, transport: impl Transport + 'static) -> UploadSettings {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// The transport in use.
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        static CURL: std::sync::OnceLock<CurlTransport> = std::sync::OnceLock::new();
+        match &self.transport {
+            Some(t) => t.as_ref(),
+            None => CURL.get_or_init(CurlTransport::new),
         }
     }
 

@@ -11,7 +11,7 @@
 //!   and the timeouts.
 
 use super::UploadSettings;
-use serde::{Deserialize, Serialize};
+use clearcount_protocol::json::{self, Value};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -25,15 +25,22 @@ pub(crate) fn set_in_use(s: &UploadSettings) {
     let _ = IN_USE.set(s.clone());
 }
 
-#[derive(Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct Recorded {
-    upload_url: String,
-    config_url: String,
-    public_key: String,
-    ceiling: f64,
-    connect_timeout_ms: u64,
-    total_timeout_ms: u64,
+/// The recorded settings, as JSON.
+fn to_json(s: &UploadSettings) -> Value {
+    Value::Object(vec![
+        ("upload_url".into(), Value::string(&s.upload_url)),
+        ("config_url".into(), Value::string(&s.config_url)),
+        ("public_key".into(), Value::string(&s.public_key)),
+        ("ceiling".into(), Value::from_f64(s.ceiling)),
+        (
+            "connect_timeout_ms".into(),
+            Value::from_u64(s.connect_timeout.as_millis() as u64),
+        ),
+        (
+            "total_timeout_ms".into(),
+            Value::from_u64(s.total_timeout.as_millis() as u64),
+        ),
+    ])
 }
 
 fn path(dir: &Path) -> PathBuf {
@@ -42,17 +49,7 @@ fn path(dir: &Path) -> PathBuf {
 
 /// Records `s` in `dir`, unless the same settings are there already.
 pub(crate) fn record(dir: &Path, s: &UploadSettings) {
-    let r = Recorded {
-        upload_url: s.upload_url.clone(),
-        config_url: s.config_url.clone(),
-        public_key: s.public_key.clone(),
-        ceiling: s.ceiling,
-        connect_timeout_ms: s.connect_timeout.as_millis() as u64,
-        total_timeout_ms: s.total_timeout.as_millis() as u64,
-    };
-    let Ok(bytes) = serde_json::to_vec_pretty(&r) else {
-        return;
-    };
+    let bytes = json::to_string_pretty(&to_json(s)).into_bytes();
     if std::fs::read(path(dir)).is_ok_and(|old| old == bytes) {
         return;
     }
@@ -77,17 +74,53 @@ pub(crate) fn for_commands(ns: &str, dir: &Path) -> Result<UploadSettings, Strin
         }
         Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
     };
-    let r: Recorded =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid: {e}", p.display()))?;
+    from_json(&bytes).map_err(|e| format!("{} is not valid: {e}", p.display()))
+}
+
+/// Reads recorded settings: exactly the recorded fields, each once.
+#[cfg(feature = "kit")]
+fn from_json(bytes: &[u8]) -> Result<UploadSettings, String> {
+    let v = json::parse(bytes)?;
+    let known = [
+        "upload_url",
+        "config_url",
+        "public_key",
+        "ceiling",
+        "connect_timeout_ms",
+        "total_timeout_ms",
+    ];
+    let fields = json::fields(&v, "recorded settings", &known)?;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("missing field `{k}`"))
+    };
+    let text = |k: &str| {
+        get(k)?
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("invalid type: {k} must be a string"))
+    };
+    let ms = |k: &str| {
+        get(k)?
+            .as_u64()
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| format!("invalid type: {k} must be an unsigned integer"))
+    };
+    let ceiling = get("ceiling")?
+        .as_f64()
+        .ok_or("invalid type: ceiling must be a number")?;
     Ok(UploadSettings {
-        upload_url: r.upload_url,
-        config_url: r.config_url,
-        public_key: r.public_key,
-        ceiling: r.ceiling.clamp(0.0, 1.0),
-        connect_timeout: std::time::Duration::from_millis(r.connect_timeout_ms),
-        total_timeout: std::time::Duration::from_millis(r.total_timeout_ms),
-        child_limit: std::time::Duration::from_secs(60),
-        background: super::Background::Child,
+        ceiling: ceiling.clamp(0.0, 1.0),
+        connect_timeout: ms("connect_timeout_ms")?,
+        total_timeout: ms("total_timeout_ms")?,
+        ..UploadSettings::new(
+            &text("upload_url")?,
+            &text("config_url")?,
+            &text("public_key")?,
+        )
     })
 }
 

@@ -1,26 +1,28 @@
 //! The upload state for `clearcount status`: when the next upload can
 //! happen and what happened last time. Reads only.
 
-use super::state::load_state;
+use super::state::{event_json, load_state, weeks_json};
 use super::token::{TokenState, token_path, token_state};
 use super::upload_dir;
 use crate::mode::Mode;
 use crate::weekly;
+use clearcount_protocol::json::Value;
 use std::path::Path;
 
 /// Upload state for `clearcount status`.
 #[derive(Debug, Clone, Default)]
 pub struct UploadStatus {
     lines: Vec<String>,
-    json: serde_json::Value,
+    json: Vec<(String, Value)>,
 }
 
 impl UploadStatus {
     /// As JSON.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> Value {
         let mut v = self.json.clone();
-        v["lines"] = serde_json::json!(self.lines);
-        v
+        let lines = self.lines.iter().map(Value::string).collect();
+        v.push(("lines".into(), Value::Array(lines)));
+        Value::Object(v)
     }
     /// As lines of text.
     pub fn lines(&self) -> &[String] {
@@ -92,15 +94,21 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
     if let Some(v) = state.accepted_config {
         lines.push(format!("collection config accepted: version {v}"));
     }
-    let json = serde_json::json!({
-        "next": next,
-        "last": state.last,
-        "last_sent": state.last_sent,
-        "pending": pending,
-        "finished_weeks_unreported": finished,
-        "accepted_config": state.accepted_config,
-        "weeks": state.weeks,
-    });
+    let json = vec![
+        ("next".into(), Value::string(next)),
+        ("last".into(), event_json(&state.last)),
+        ("last_sent".into(), event_json(&state.last_sent)),
+        (
+            "pending".into(),
+            Value::Array(pending.iter().map(Value::string).collect()),
+        ),
+        ("finished_weeks_unreported".into(), Value::Bool(finished)),
+        (
+            "accepted_config".into(),
+            state.accepted_config.map_or(Value::Null, Value::from_u64),
+        ),
+        ("weeks".into(), weeks_json(&state.weeks)),
+    ];
     UploadStatus { lines, json }
 }
 
@@ -118,7 +126,11 @@ mod tests {
         );
         assert_eq!(lines[1], "last upload run: never");
         let v = s.to_json();
-        assert_eq!(v["next"], lines[0].as_str());
-        assert_eq!(v["lines"][1], "last upload run: never");
+        assert_eq!(
+            v.get("next").and_then(|n| n.as_str()),
+            Some(lines[0].as_str())
+        );
+        let json_lines = v.get("lines").and_then(|l| l.as_array()).unwrap();
+        assert_eq!(json_lines[1].as_str(), Some("last upload run: never"));
     }
 }

@@ -26,7 +26,8 @@ pub(super) enum TokenState {
 }
 
 pub(super) fn token_state(p: &Path, now: i64) -> TokenState {
-    match std::fs::read_to_string(p) {
+    // One read (tokens are a few dozen bytes): this runs at every start.
+    match crate::fsutil::read_small(p) {
         Err(_) => TokenState::Free,
         Ok(t) if t.starts_with("done") => TokenState::Done,
         Ok(t) => {

@@ -16,6 +16,8 @@ use chrono::NaiveDate;
 /// assert!(parse_day("2026-11-16").is_some());
 /// assert!(parse_day("2026-11-6").is_none());
 /// assert!(parse_day("+2026-11-16").is_none());
+/// assert!(parse_day("2026-02-29").is_none());
+/// assert!(parse_day("2028-02-29").is_some());
 /// ```
 pub fn parse_day(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
@@ -28,7 +30,10 @@ pub fn parse_day(s: &str) -> Option<NaiveDate> {
     if !shape {
         return None;
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    // By hand, not with chrono's format parser: a client links less.
+    let num =
+        |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, c| n * 10 + u32::from(c - b'0'));
+    NaiveDate::from_ymd_opt(num(0..4) as i32, num(5..7), num(8..10))
 }
 
 /// Longest metadata value, in bytes.

@@ -5,6 +5,7 @@
 //! | [`name`] | the counter name grammar and bucket sets | `counters-spec/naming.md` | none |
 //! | [`field`] | the one spelling of a day (`YYYY-MM-DD`) and of a metadata value | `counters-spec/report.md` | none |
 //! | `report` | the weekly report (JSON): types, canonical bytes, checks | `counters-spec/report.md` | `report` |
+//! | `json` | a small strict JSON reader and writer (the report's, and the client's small files) | RFC 8259 | `report` |
 //! | `config` | the collection config and the declared counters (TOML) | `counters-spec/config.md` | `config` |
 //! | `sign` | minisign verification of a config; key generation and signing | `counters-spec/config.md` | `verify`, `sign` |
 //! | `tlog` | the config transparency log: Merkle proofs, C2SP signed notes, checkpoints, cosignatures, policies; the client's rules; publishing, witnessing, auditing | `counters-spec/config-log.md` | `tlog-verify`, `tlog-sign` |
@@ -19,6 +20,9 @@
 
 pub mod field;
 pub mod name;
+
+#[cfg(feature = "report")]
+pub mod json;
 
 #[cfg(feature = "report")]
 pub mod report;

@@ -13,15 +13,20 @@
 //! assert_eq!(Report::from_slice(&bytes).unwrap(), r);
 //! ```
 
-use serde::{Deserialize, Serialize};
+use crate::json::{self, Value};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// One week of counting on one installation.
 ///
 /// It carries no identifier of any kind: no installation id, host name,
 /// user name, path, address or time finer than the week.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct Report {
     /// First day of the week counted, `YYYY-MM-DD` (UTC). The week is the
     /// seven days from this date.
@@ -36,8 +41,12 @@ pub struct Report {
 }
 
 /// The counts of one program build (program, version, OS, arch) in a week.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct ProgramReport {
     /// Program name, as given to the telemetry builder.
     pub program: String,
@@ -47,15 +56,65 @@ pub struct ProgramReport {
     pub os: String,
     /// Processor architecture (`std::env::consts::ARCH`).
     pub arch: String,
-    /// Plain counters: name → count.
-    #[serde(default)]
+    /// Plain counters: name → count (may be left out of the JSON when
+    /// empty).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub counters: BTreeMap<String, u64>,
-    /// Stack counters: name (counter name, newline, frames) → count.
-    #[serde(default)]
+    /// Stack counters: name (counter name, newline, frames) → count (may
+    /// be left out of the JSON when empty).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub stacks: BTreeMap<String, u64>,
 }
 
+fn text(v: &Value, what: &str) -> Result<String, String> {
+    v.to_str()
+        .map(str::to_string)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+fn counts(v: &Value, what: &str) -> Result<BTreeMap<String, u64>, String> {
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "{what}: invalid type: {}, expected a map",
+            v.describe()
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (k, n) in m {
+        let n = n.to_u64().map_err(|e| format!("{what} {k:?}: {e}"))?;
+        out.insert(k.clone(), n);
+    }
+    Ok(out)
+}
+
 impl ProgramReport {
+    fn from_value(v: &Value) -> Result<ProgramReport, String> {
+        let known = ["program", "version", "os", "arch", "counters", "stacks"];
+        let mut p = ProgramReport::new("", "", "", "");
+        let mut seen = [false; 4];
+        for (k, e) in json::fields(v, "struct ProgramReport", &known)? {
+            match k {
+                "counters" => p.counters = counts(e, k)?,
+                "stacks" => p.stacks = counts(e, k)?,
+                _ => {
+                    let i = known.iter().position(|f| *f == k).unwrap_or(0);
+                    seen[i] = true;
+                    let t = text(e, k)?;
+                    match i {
+                        0 => p.program = t,
+                        1 => p.version = t,
+                        2 => p.os = t,
+                        _ => p.arch = t,
+                    }
+                }
+            }
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(format!("missing field `{}`", known[i]));
+        }
+        Ok(p)
+    }
+
     /// An empty entry for one program build.
     pub fn new(program: &str, version: &str, os: &str, arch: &str) -> Self {
         ProgramReport {
@@ -95,15 +154,92 @@ impl Report {
     /// assert_eq!(r.to_bytes(), br#"{"week":"2026-01-05","x":0.5,"config":1,"programs":[]}"#);
     /// ```
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serializing plain structs and string-keyed maps cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"week\":");
+        json::write_str(&mut out, &self.week);
+        out.push_str(",\"x\":");
+        json::write_f64(&mut out, self.x);
+        out.push_str(",\"config\":");
+        let _ = write!(out, "{}", self.config);
+        out.push_str(",\"programs\":[");
+        for (i, p) in self.programs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            for (j, (k, v)) in [
+                ("program", &p.program),
+                ("version", &p.version),
+                ("os", &p.os),
+                ("arch", &p.arch),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                out.push(if j == 0 { '{' } else { ',' });
+                json::write_str(&mut out, k);
+                out.push(':');
+                json::write_str(&mut out, v);
+            }
+            for (k, map) in [("counters", &p.counters), ("stacks", &p.stacks)] {
+                out.push(',');
+                json::write_str(&mut out, k);
+                out.push_str(":{");
+                for (n, (name, count)) in map.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    json::write_str(&mut out, name);
+                    out.push(':');
+                    let _ = write!(out, "{count}");
+                }
+                out.push('}');
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        out.into_bytes()
     }
 
     /// Parses and checks a report (see [`Report::check`]).
     pub fn from_slice(bytes: &[u8]) -> Result<Report, ReportError> {
-        let r: Report = serde_json::from_slice(bytes).map_err(|e| ReportError(e.to_string()))?;
+        let v = json::parse(bytes).map_err(ReportError)?;
+        let r = Report::from_value(&v).map_err(ReportError)?;
         r.check()?;
         Ok(r)
+    }
+
+    /// The report in a parsed JSON value: exactly its fields, each once,
+    /// of the right types (`counters` and `stacks` may be left out).
+    fn from_value(v: &Value) -> Result<Report, String> {
+        let (mut week, mut x, mut config, mut programs) = (None, None, None, None);
+        for (k, e) in json::fields(v, "struct Report", &["week", "x", "config", "programs"])? {
+            match k {
+                "week" => week = Some(text(e, "week")?),
+                "x" => x = Some(e.to_f64()?),
+                "config" => {
+                    config = Some(
+                        e.as_u64()
+                            .ok_or("invalid type: config must be an unsigned integer")?,
+                    )
+                }
+                _ => {
+                    let list = e
+                        .as_array()
+                        .ok_or("invalid type: programs must be an array")?;
+                    programs = Some(
+                        list.iter()
+                            .map(ProgramReport::from_value)
+                            .collect::<Result<Vec<_>, _>>()?,
+                    );
+                }
+            }
+        }
+        Ok(Report {
+            week: week.ok_or("missing field `week`")?,
+            x: x.ok_or("missing field `x`")?,
+            config: config.ok_or("missing field `config`")?,
+            programs: programs.ok_or("missing field `programs`")?,
+        })
     }
 
     /// The week's first day as a date.

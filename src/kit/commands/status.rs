@@ -5,7 +5,7 @@
 
 use crate::format::{self, Parsed};
 use crate::mode::{self, Mode};
-use serde_json::{Value, json};
+use clearcount_protocol::json::{self, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ pub fn this_week(dir: &Path) -> Week {
                 == Some(begin)
         })
         .collect();
-    paths.sort();
+    paths.sort_unstable();
     for p in paths {
         let parsed = read_file(&p);
         if let Ok(parsed) = &parsed {
@@ -77,32 +77,50 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
     #[cfg(feature = "upload")]
     let upload = crate::upload::status(ns, &dir);
     if json {
+        let path = |p: &Path| Value::string(p.to_string_lossy());
         let files: Vec<Value> = week
             .files
             .iter()
-            .map(|(p, r)| match r {
-                Ok(_) => json!({"path": p, "ok": true}),
-                Err(e) => json!({"path": p, "ok": false, "error": e}),
+            .map(|(p, r)| {
+                let mut f = vec![
+                    ("path".into(), path(p)),
+                    ("ok".into(), Value::Bool(r.is_ok())),
+                ];
+                if let Err(e) = r {
+                    f.push(("error".into(), Value::string(e)));
+                }
+                Value::Object(f)
             })
             .collect();
+        let counts = |m: &BTreeMap<String, u64>| {
+            Value::Object(
+                m.iter()
+                    .map(|(k, n)| (k.clone(), Value::from_u64(*n)))
+                    .collect(),
+            )
+        };
         #[allow(unused_mut)]
-        let mut v = json!({
-            "namespace": ns,
-            "mode": eff.mode.to_string(),
-            "mode_source": eff.source.to_string(),
-            "on_since": eff.on_since.map(|d| d.to_string()),
-            "env_var": mode::env_var(ns),
-            "dir": dir,
-            "week_begin": week.begin.map(|d| d.to_string()),
-            "files": files,
-            "counters": week.counters,
-            "stacks": week.stacks,
-        });
+        let mut v: Vec<(String, Value)> = vec![
+            ("counters".into(), counts(&week.counters)),
+            ("dir".into(), path(&dir)),
+            ("env_var".into(), Value::string(mode::env_var(ns))),
+            ("files".into(), Value::Array(files)),
+            ("mode".into(), Value::string(eff.mode.to_string())),
+            ("mode_source".into(), Value::string(eff.source.to_string())),
+            ("namespace".into(), Value::string(ns)),
+            (
+                "on_since".into(),
+                Value::opt_string(eff.on_since.map(|d| d.to_string())),
+            ),
+            ("stacks".into(), counts(&week.stacks)),
+        ];
         #[cfg(feature = "upload")]
-        {
-            v["upload"] = upload.to_json();
-        }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        v.push(("upload".into(), upload.to_json()));
+        v.push((
+            "week_begin".into(),
+            Value::opt_string(week.begin.map(|d| d.to_string())),
+        ));
+        println!("{}", json::to_string_pretty(&sorted(Value::Object(v))));
         return Ok(());
     }
     println!("namespace:  {ns}");
@@ -147,6 +165,19 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `v` with the keys of every object sorted (the order `status --json`
+/// has always printed).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(mut m) => {
+            m.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(m.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        v => v,
+    }
 }
 
 /// The mode, why it is in force, and for `on` which weeks are uploaded.

@@ -33,15 +33,16 @@
 //! ```
 
 mod declared;
+mod text;
 mod version;
 
 pub use declared::{CounterKind, DeclaredCounter, DeclaredCounters, DeclaredProgram, check};
 pub use version::VersionPattern;
 
 use crate::report::{ProgramReport, Report};
-use serde::Deserialize;
 use std::fmt;
-use toml::Spanned;
+use std::ops::Range;
+use text::{Item, Table, Val};
 
 /// Largest stack depth a counter may declare.
 pub const MAX_DEPTH: u32 = 256;
@@ -169,32 +170,206 @@ pub struct CounterConfig {
     pub line: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A value of the config and the bytes it spans.
+struct Spanned<T> {
+    v: T,
+    span: Range<usize>,
+}
+
+impl<T> Spanned<T> {
+    fn get_ref(&self) -> &T {
+        &self.v
+    }
+    fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+    fn into_inner(self) -> T {
+        self.v
+    }
+}
+
 struct RawConfig {
     version: Spanned<i64>,
     sample_rate: Spanned<f64>,
-    #[serde(default, rename = "program")]
     programs: Vec<Spanned<RawProgram>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProgram {
     name: Spanned<String>,
     versions: Spanned<Vec<Spanned<String>>>,
     os: Option<Spanned<Vec<Spanned<String>>>>,
     arch: Option<Spanned<Vec<Spanned<String>>>>,
-    #[serde(default, rename = "counter")]
     counters: Vec<Spanned<RawCounter>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCounter {
     name: Spanned<String>,
     rate: Spanned<f64>,
     depth: Option<Spanned<i64>>,
+}
+
+/// A problem in the TOML tree: where, and what (`serde`'s words).
+type RawError = (usize, String);
+
+/// The members of a table: each one of `known`, else `unknown field`.
+fn members<'t>(t: &'t Table, known: &[&str]) -> Result<Vec<(&'t str, &'t Item)>, RawError> {
+    let mut out = Vec::new();
+    for (k, span, item) in &t.entries {
+        if !known.contains(&k.as_str()) {
+            let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            return Err((
+                span.start,
+                format!(
+                    "unknown field `{k}`, expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        out.push((k.as_str(), item));
+    }
+    Ok(out)
+}
+
+fn invalid(item: &Item, expected: &str) -> RawError {
+    (
+        item.span.start,
+        format!("invalid type: {}, expected {expected}", item.val.kind()),
+    )
+}
+
+fn missing<T>(v: Option<T>, field: &str, at: usize) -> Result<T, RawError> {
+    v.ok_or_else(|| (at, format!("missing field `{field}`")))
+}
+
+fn int(item: &Item) -> Result<Spanned<i64>, RawError> {
+    match item.val {
+        Val::Int(i) => Ok(Spanned {
+            v: i,
+            span: item.span.clone(),
+        }),
+        _ => Err(invalid(item, "i64")),
+    }
+}
+
+fn float(item: &Item) -> Result<Spanned<f64>, RawError> {
+    let v = match item.val {
+        Val::Float(f) => f,
+        Val::Int(i) => i as f64,
+        _ => return Err(invalid(item, "f64")),
+    };
+    Ok(Spanned {
+        v,
+        span: item.span.clone(),
+    })
+}
+
+fn string(item: &Item) -> Result<Spanned<String>, RawError> {
+    match &item.val {
+        Val::Str(s) => Ok(Spanned {
+            v: s.clone(),
+            span: item.span.clone(),
+        }),
+        _ => Err(invalid(item, "a string")),
+    }
+}
+
+fn strings(item: &Item) -> Result<Spanned<Vec<Spanned<String>>>, RawError> {
+    match &item.val {
+        Val::Array { items, .. } => Ok(Spanned {
+            v: items.iter().map(string).collect::<Result<_, _>>()?,
+            span: item.span.clone(),
+        }),
+        _ => Err(invalid(item, "a sequence")),
+    }
+}
+
+/// An array of tables, each with its span.
+fn tables(item: &Item) -> Result<Vec<(&Table, Range<usize>)>, RawError> {
+    let Val::Array { items, .. } = &item.val else {
+        return Err(invalid(item, "a sequence"));
+    };
+    items
+        .iter()
+        .map(|i| match &i.val {
+            Val::Table(t) => Ok((t, i.span.clone())),
+            _ => Err(invalid(i, "a table")),
+        })
+        .collect()
+}
+
+impl RawConfig {
+    fn from_text(text: &str) -> Result<RawConfig, RawError> {
+        let root = text::parse(text)?;
+        let (mut version, mut sample_rate, mut programs) = (None, None, Vec::new());
+        for (k, item) in members(&root, &["version", "sample_rate", "program"])? {
+            match k {
+                "version" => version = Some(int(item)?),
+                "sample_rate" => sample_rate = Some(float(item)?),
+                _ => {
+                    for (t, span) in tables(item)? {
+                        programs.push(Spanned {
+                            v: RawProgram::from_table(t, span.start)?,
+                            span,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(RawConfig {
+            version: missing(version, "version", 0)?,
+            sample_rate: missing(sample_rate, "sample_rate", 0)?,
+            programs,
+        })
+    }
+}
+
+impl RawProgram {
+    fn from_table(t: &Table, at: usize) -> Result<RawProgram, RawError> {
+        let known = ["name", "versions", "os", "arch", "counter"];
+        let (mut name, mut versions, mut os, mut arch) = (None, None, None, None);
+        let mut counters = Vec::new();
+        for (k, item) in members(t, &known)? {
+            match k {
+                "name" => name = Some(string(item)?),
+                "versions" => versions = Some(strings(item)?),
+                "os" => os = Some(strings(item)?),
+                "arch" => arch = Some(strings(item)?),
+                _ => {
+                    for (t, span) in tables(item)? {
+                        counters.push(Spanned {
+                            v: RawCounter::from_table(t, span.start)?,
+                            span,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(RawProgram {
+            name: missing(name, "name", at)?,
+            versions: missing(versions, "versions", at)?,
+            os,
+            arch,
+            counters,
+        })
+    }
+}
+
+impl RawCounter {
+    fn from_table(t: &Table, at: usize) -> Result<RawCounter, RawError> {
+        let (mut name, mut rate, mut depth) = (None, None, None);
+        for (k, item) in members(t, &["name", "rate", "depth"])? {
+            match k {
+                "name" => name = Some(string(item)?),
+                "rate" => rate = Some(float(item)?),
+                _ => depth = Some(int(item)?),
+            }
+        }
+        Ok(RawCounter {
+            name: missing(name, "name", at)?,
+            rate: missing(rate, "rate", at)?,
+            depth,
+        })
+    }
 }
 
 /// Checks a rate or sample rate.
@@ -243,7 +418,18 @@ impl CollectionConfig {
     /// assert_eq!(err.line, 3);
     /// ```
     pub fn parse(text: &str, source: &str) -> Result<CollectionConfig, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
+        let raw = RawConfig::from_text(text).map_err(|(at, message)| {
+            // A problem with the whole file (a missing top-level field) has
+            // no line.
+            let line = if at == 0 && !message.contains("missing field") {
+                1
+            } else if at == 0 {
+                0
+            } else {
+                line_of(text, at)
+            };
+            ConfigError::new(source, line, message)
+        })?;
         let at = |span: std::ops::Range<usize>, msg: String| {
             ConfigError::new(source, line_of(text, span.start), msg)
         };
