@@ -676,9 +676,11 @@ fn hanging_server_times_out_and_host_is_not_delayed() {
 }
 
 #[test]
-fn server_error_and_garbage_are_retried_4xx_dropped() {
+fn server_error_garbage_and_too_many_are_retried_other_4xx_dropped() {
     for (answer, dropped, words) in [
         (Answer::Status(500), false, "answered HTTP 500"),
+        (Answer::Status(429), false, "answered HTTP 429: try again later"),
+        (Answer::Status(408), false, "answered HTTP 408: try again later"),
         (Answer::Garbage, false, "bad answer"),
         (Answer::Status(400), true, "refused it with HTTP 400"),
     ] {

@@ -91,6 +91,17 @@ pub(super) fn post(s: &UploadSettings, body: &[u8]) -> Posted {
         .collect();
     match st {
         200..=299 => Posted::Ok,
+        // Too many uploads from this address for now (say, a company's NAT
+        // on a Monday morning), or the body came in too slowly: not the
+        // report's fault. Tried again on a later day, like a 5xx.
+        408 | 429 => Posted::Retry(format!(
+            "{url} answered HTTP {st}: try again later{}",
+            if answer.is_empty() {
+                String::new()
+            } else {
+                format!(" ({answer})")
+            }
+        )),
         400..=499 => Posted::Rejected(st, answer),
         _ => Posted::Retry(format!(
             "server error: {url} answered HTTP {st}{}",
