@@ -87,7 +87,7 @@ fn main() {
 hello_kit='use clearcount::{Counter, Telemetry, upload::UploadSettings};
 static HELLO: Counter = Counter::new("hello/command:hello");
 fn main() {
-    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key");
+    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key", "policy");
     Telemetry::new("hello", "hello", "1.0").upload(s).start();
     clearcount::kit::panic::install(16);
     HELLO.inc();
@@ -132,7 +132,7 @@ enum Command {
     Telemetry(clearcount::kit::subcommand::TelemetryCommand),
 }
 fn main() {
-    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key");
+    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key", "policy");
     Telemetry::new("tool", "tool", "1.0").upload(s).start();
     clearcount::kit::panic::install(16);
     let cli: Cli = clearcount::kit::flags::parse("tool");

@@ -30,6 +30,7 @@ fn host() {
         "http://127.0.0.1:9/upload",
         "http://127.0.0.1:9/config.toml",
         PUBLIC_KEY,
+        include_str!("../config/log/policy"),
     )
     .with_timeouts(Duration::from_secs(1), Duration::from_secs(1))
     .with_child_limit(Duration::from_secs(5));

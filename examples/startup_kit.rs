@@ -44,6 +44,7 @@ fn main() {
         "https://telemetry.example.org/upload",
         "https://telemetry.example.org/config.toml",
         include_str!("../config/clearcount.pub"),
+        include_str!("../config/log/policy"),
     );
     Telemetry::new("mytool", "mytool", env!("CARGO_PKG_VERSION"))
         .upload(settings)

@@ -15,6 +15,11 @@
 mod common;
 
 use clearcount_protocol::report::Report;
+use clearcount_protocol::tlog::bundle::parse_proof_query;
+use clearcount_protocol::tlog::checkpoint::SignedCheckpoint;
+use clearcount_protocol::tlog::client::{ClientPolicy, verify_config};
+use clearcount_protocol::tlog::log::Log;
+use clearcount_protocol::tlog::note::{KeyType, SignerKey};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -47,10 +52,45 @@ struct Server {
     seen: Arc<Mutex<Seen>>,
 }
 
+/// The config log's key of this test process: the fake servers sign their
+/// checkpoints with it, the hosts get its policy (`HOST_CONFIG_LOG`).
+fn log_key() -> &'static SignerKey {
+    static KEY: std::sync::OnceLock<SignerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SignerKey::generate("test.example/config-log", KeyType::Ed25519).unwrap())
+}
+
+/// The config log's policy a host compiles in: the log key alone.
+fn log_policy() -> String {
+    format!("log {}\nquorum none\n", log_key().verifier())
+}
+
+/// A log whose only entry is `config`, and its signed checkpoint (none if
+/// the config is not valid: then its proof is not found).
+fn one_entry_log(config: &[u8]) -> Option<(Log, SignedCheckpoint)> {
+    let mut log = Log::new("test.example/config-log");
+    log.append(config.to_vec()).ok()?;
+    let signed = log.sign_checkpoint(log_key()).ok()?;
+    Some((log, signed))
+}
+
 impl Server {
-    /// Serves `config.toml` (and `config.toml.minisig` if given) and answers
-    /// POST /upload as told. Each connection is handled in its own thread.
+    /// Serves `config.toml` (and `config.toml.minisig` if given, and the
+    /// proof from a config log that holds the config), and answers POST
+    /// /upload as told. Each connection is handled in its own thread.
     fn start(config: Vec<u8>, sig: Option<Vec<u8>>, answer: Answer) -> Server {
+        let log = one_entry_log(&config);
+        Server::start_with_log(config, sig, log, answer)
+    }
+
+    /// [`Server::start`], with the config log it proves from (`None`: the
+    /// proof is not found).
+    fn start_with_log(
+        config: Vec<u8>,
+        sig: Option<Vec<u8>>,
+        log: Option<(Log, SignedCheckpoint)>,
+        answer: Answer,
+    ) -> Server {
+        let log = Arc::new(log);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", l.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -59,7 +99,10 @@ impl Server {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (seen, config, sig) = (s2.clone(), config.clone(), sig.clone());
-                std::thread::spawn(move || serve(conn, &seen, &config, sig.as_deref(), answer));
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    serve(conn, &seen, &config, sig.as_deref(), &log, answer)
+                });
             }
         });
         Server { base, seen }
@@ -83,6 +126,7 @@ fn serve(
     seen: &Mutex<Seen>,
     config: &[u8],
     sig: Option<&[u8]>,
+    log: &Option<(Log, SignedCheckpoint)>,
     answer: Answer,
 ) {
     let mut r = BufReader::new(conn.try_clone().unwrap());
@@ -117,10 +161,21 @@ fn serve(
         }
         let (status, out): (u16, Vec<u8>) = if method == "GET" {
             seen.lock().unwrap().gets.push(path.clone());
-            match (path.ends_with(".minisig"), sig) {
-                (false, _) => (200, config.to_vec()),
-                (true, Some(s)) => (200, s.to_vec()),
-                (true, None) => (404, b"not found".to_vec()),
+            if let Some((_, query)) = path.split_once(".proof") {
+                let olds = parse_proof_query(query.trim_start_matches('?'));
+                match (log, olds) {
+                    (Some((log, signed)), Some(olds)) => match log.bundle(signed, &olds) {
+                        Ok(b) => (200, b.to_text().into_bytes()),
+                        Err(e) => (400, e.to_string().into_bytes()),
+                    },
+                    _ => (404, b"not found".to_vec()),
+                }
+            } else {
+                match (path.ends_with(".minisig"), sig) {
+                    (false, _) => (200, config.to_vec()),
+                    (true, Some(s)) => (200, s.to_vec()),
+                    (true, None) => (404, b"not found".to_vec()),
+                }
             }
         } else {
             seen.lock().unwrap().posts.push(body);
@@ -313,6 +368,7 @@ impl Inst {
             .env("HOST_UPLOAD_URL", s.upload_url())
             .env("HOST_CONFIG_URL", s.config_url())
             .env("HOST_PUBLIC_KEY", &k.public)
+            .env("HOST_CONFIG_LOG", log_policy())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         if thread {
@@ -359,6 +415,7 @@ fn host_telemetry() -> clearcount::Telemetry {
         &env("HOST_UPLOAD_URL"),
         &env("HOST_CONFIG_URL"),
         &env("HOST_PUBLIC_KEY"),
+        &env("HOST_CONFIG_LOG"),
     )
     .with_timeouts(Duration::from_secs(1), Duration::from_secs(2))
     .with_child_limit(Duration::from_secs(15));
@@ -625,6 +682,57 @@ fn rolled_back_config_is_refused() {
     refused_case(&srv, &k, &inst, "older than version 7");
 }
 
+/// The config log refuses: no proof at all, a config that is not the log's
+/// latest entry, and a split view (a history other than the one this
+/// installation kept). Each time the report is kept, nothing is sent, and
+/// `status` says why in one line.
+#[test]
+fn config_log_refusals_keep_the_report() {
+    let k = key();
+    let (c, s) = signed(&k, &config_text(4));
+    // No proof served.
+    let srv = Server::start_with_log(c.clone(), Some(s.clone()), None, Answer::Ok);
+    refused_case(&srv, &k, &Inst::new(), "no proof from the config log");
+    // The log's latest entry is another config (version 5).
+    let mut other = Log::new("test.example/config-log");
+    other.append(c.clone()).unwrap();
+    other.append(config_text(5).into_bytes()).unwrap();
+    let signed5 = other.sign_checkpoint(log_key()).unwrap();
+    let srv = Server::start_with_log(
+        c.clone(),
+        Some(s.clone()),
+        Some((other, signed5)),
+        Answer::Ok,
+    );
+    refused_case(&srv, &k, &Inst::new(), "refused by the config log");
+    // Split view: the installation kept a checkpoint of another history
+    // (version 3 first), signed by the same log key; the server shows a
+    // history that starts with version 4.
+    let mut fork = Log::new("test.example/config-log");
+    fork.append(config_text(3).into_bytes()).unwrap();
+    let fork_signed = fork.sign_checkpoint(log_key()).unwrap();
+    let policy = ClientPolicy::parse(&log_policy(), "").unwrap();
+    let accepted = verify_config(
+        &policy,
+        None,
+        &config_text(3),
+        &fork.bundle(&fork_signed, &[]).unwrap().to_text(),
+        0,
+    )
+    .unwrap();
+    let inst = Inst::new();
+    std::fs::create_dir_all(inst.dir().join("upload")).unwrap();
+    let state = serde_json::json!({"accepted_config": 3, "config_log": accepted.kept.to_text()});
+    std::fs::write(inst.dir().join("upload/state.json"), state.to_string()).unwrap();
+    let srv = Server::start(c, Some(s), Answer::Ok);
+    refused_case(&srv, &k, &inst, "refused by the config log");
+    let st = inst.status_text();
+    assert!(
+        st.contains("histor"),
+        "the reason names the split view: {st}"
+    );
+}
+
 #[test]
 fn unreachable_server_keeps_the_report() {
     let k = key();
@@ -679,8 +787,16 @@ fn hanging_server_times_out_and_host_is_not_delayed() {
 fn server_error_garbage_and_too_many_are_retried_other_4xx_dropped() {
     for (answer, dropped, words) in [
         (Answer::Status(500), false, "answered HTTP 500"),
-        (Answer::Status(429), false, "answered HTTP 429: try again later"),
-        (Answer::Status(408), false, "answered HTTP 408: try again later"),
+        (
+            Answer::Status(429),
+            false,
+            "answered HTTP 429: try again later",
+        ),
+        (
+            Answer::Status(408),
+            false,
+            "answered HTTP 408: try again later",
+        ),
         (Answer::Garbage, false, "bad answer"),
         (Answer::Status(400), true, "refused it with HTTP 400"),
     ] {
@@ -819,7 +935,7 @@ fn many_processes_at_a_week_boundary() {
         "{reports:?}"
     );
     assert_eq!(srv.posts().len(), 1, "one upload attempt");
-    assert_eq!(srv.gets(), 2, "config and signature fetched once");
+    assert_eq!(srv.gets(), 3, "config, signature and proof fetched once");
     // And 8 report builders at once: still one report per week.
     let inst = Inst::new();
     inst.count_only();

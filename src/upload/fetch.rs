@@ -4,8 +4,11 @@
 use super::UploadSettings;
 use super::transport::{Answer, Method, Request, TransportError};
 use crate::config::CollectionConfig;
+use clearcount_protocol::tlog::client::{ClientPolicy, Kept, verify_config};
 
 const CONFIG_LIMIT: u64 = 1 << 20;
+/// A proof bundle is about 1.4 KB for a log of a thousand versions.
+const PROOF_LIMIT: u64 = 64 << 10;
 const SIG_LIMIT: u64 = 16 << 10;
 const ANSWER_LIMIT: u64 = 16 << 10;
 
@@ -37,10 +40,31 @@ fn send(s: &UploadSettings, url: &str, body: Option<&[u8]>, limit: u64) -> Resul
     s.transport().send(&req).map_err(|e| net_error(url, &e, s))
 }
 
+/// A config that passed every check, with what to keep of the config log.
+pub(crate) struct Verified {
+    /// The config.
+    pub config: CollectionConfig,
+    /// The new state of the config log this installation keeps
+    /// ([`Kept`] text).
+    pub kept: String,
+}
+
 /// Fetches and verifies the signed config: `config_url`, then
-/// `config_url + ".minisig"`, checked with the settings' public key; a
-/// version below `accepted` is refused.
-pub fn fetch_config(s: &UploadSettings, accepted: Option<u64>) -> Result<CollectionConfig, String> {
+/// `config_url + ".minisig"`, checked with the settings' public key (a
+/// version below the accepted one is refused), then its proof from the
+/// config log, `config_url + ".proof?old=..."`: the config must be the
+/// latest entry of a checkpoint signed by the log key (and cosigned as the
+/// policy says) that extends the checkpoint this installation kept and the
+/// one the toolchain compiled in (`counters-spec/config-log.md` §6). Any
+/// failure is one line; nothing is kept then.
+pub(crate) fn fetch_config(s: &UploadSettings, state: &super::State) -> Result<Verified, String> {
+    let policy = ClientPolicy::parse(&s.config_log, &s.config_log_minimum)
+        .map_err(|e| format!("config refused: the config log policy built in is not valid: {e}"))?;
+    // A damaged kept state reads as none: the compiled-in minimum still holds.
+    let kept = state
+        .config_log
+        .as_deref()
+        .and_then(|t| Kept::parse(t).ok());
     let a = send(s, &s.config_url, None, CONFIG_LIMIT)?;
     if !(200..300).contains(&a.status) {
         return Err(format!(
@@ -64,8 +88,33 @@ pub fn fetch_config(s: &UploadSettings, accepted: Option<u64>) -> Result<Collect
         ));
     }
     let sig = String::from_utf8_lossy(&a.body);
-    crate::sign::verify_config(&s.public_key, &text, &sig, accepted)
-        .map_err(|e| format!("config refused: bad signature or version: {e}"))
+    crate::sign::verify_config(&s.public_key, &text, &sig, state.accepted_config)
+        .map_err(|e| format!("config refused: bad signature or version: {e}"))?;
+    let proof_url = policy.proof_url(&s.config_url, kept.as_ref());
+    let a = send(s, &proof_url, None, PROOF_LIMIT)?;
+    if a.status == 404 {
+        return Err(format!(
+            "config refused: no proof from the config log ({} not found)",
+            s.config_url.clone() + ".proof"
+        ));
+    }
+    if !(200..300).contains(&a.status) {
+        return Err(format!(
+            "cannot fetch the config's proof: {proof_url} answered HTTP {}",
+            a.status
+        ));
+    }
+    let bundle = String::from_utf8_lossy(&a.body);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let accepted = verify_config(&policy, kept.as_ref(), &text, &bundle, now)
+        .map_err(|r| format!("config refused by the config log: {r}"))?;
+    Ok(Verified {
+        config: accepted.config,
+        kept: accepted.kept.to_text(),
+    })
 }
 
 pub(super) enum Posted {

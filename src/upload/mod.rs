@@ -120,6 +120,14 @@ pub struct UploadSettings {
     pub config_url: String,
     /// The minisign public key text (a `.pub` file or its base64 line).
     pub public_key: String,
+    /// The config log's trust policy (C2SP tlog-policy text: the log key,
+    /// the witnesses, the quorum; `config/log/policy`), so that a config is
+    /// used only if it is the latest entry of the log everyone sees.
+    pub config_log: String,
+    /// A signed checkpoint of the config log compiled in
+    /// (`config/log/checkpoint` at build time), or empty: no accepted
+    /// checkpoint may be older, even after the local state is lost.
+    pub config_log_minimum: String,
     /// X above this: the week is never sent and no config is fetched.
     /// Default 0.1.
     pub ceiling: f64,
@@ -148,6 +156,8 @@ impl PartialEq for UploadSettings {
         self.upload_url == o.upload_url
             && self.config_url == o.config_url
             && self.public_key == o.public_key
+            && self.config_log == o.config_log
+            && self.config_log_minimum == o.config_log_minimum
             && self.ceiling == o.ceiling
             && self.connect_timeout == o.connect_timeout
             && self.total_timeout == o.total_timeout
@@ -158,13 +168,24 @@ impl PartialEq for UploadSettings {
 }
 
 impl UploadSettings {
-    /// Settings with the defaults: ceiling 0.1, timeouts 5 s / 20 s, at most
-    /// 60 s in a child process.
-    pub fn new(upload_url: &str, config_url: &str, public_key: &str) -> UploadSettings {
+    /// Where reports go (`upload_url`), where the signed config is
+    /// (`config_url`, its signature at `config_url + ".minisig"` and its
+    /// proof from the config log at `config_url + ".proof"`), the minisign
+    /// key it is signed with, and the config log's trust policy
+    /// (`config/log/policy`); with the defaults: ceiling 0.1, timeouts 5 s /
+    /// 20 s, at most 60 s in a child process.
+    pub fn new(
+        upload_url: &str,
+        config_url: &str,
+        public_key: &str,
+        config_log: &str,
+    ) -> UploadSettings {
         UploadSettings {
             upload_url: upload_url.to_string(),
             config_url: config_url.to_string(),
             public_key: public_key.to_string(),
+            config_log: config_log.to_string(),
+            config_log_minimum: String::new(),
             ceiling: 0.1,
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(20),
@@ -190,6 +211,13 @@ impl UploadSettings {
             Some(t) => t.as_ref(),
             None => CURL.get_or_init(CurlTransport::new),
         }
+    }
+
+    /// Sets the config log checkpoint no accepted one may be older than
+    /// (`config/log/checkpoint`, compiled in when the toolchain is built).
+    pub fn with_minimum_checkpoint(mut self, signed_checkpoint: &str) -> UploadSettings {
+        self.config_log_minimum = signed_checkpoint.to_string();
+        self
     }
 
     /// Sets the sampling ceiling (clamped to `[0, 1]`).
@@ -332,7 +360,7 @@ pub(crate) fn run(
     } else {
         None
     };
-    let mut config: Option<Result<CollectionConfig, String>> = None;
+    let mut config: Option<Result<fetch::Verified, String>> = None;
     let mut stop: Option<String> = None;
     for week in weekly::report_weeks(dir) {
         if state.weeks.contains_key(&week) || upload_dir(dir).join(format!("{week}.json")).exists()
@@ -372,10 +400,11 @@ pub(crate) fn run(
         }
         result.weeks.push((week, action));
     }
-    if let Some(Ok(cfg)) = &config {
-        result.config = Some(cfg.version);
+    if let Some(Ok(v)) = &config {
+        result.config = Some(v.config.version);
         if !opts.dry_run {
-            state.accepted_config = Some(state.accepted_config.unwrap_or(0).max(cfg.version));
+            state.accepted_config = Some(state.accepted_config.unwrap_or(0).max(v.config.version));
+            state.config_log = Some(v.kept.clone());
         }
     }
     result.summary = summarize(&result.weeks);
@@ -397,7 +426,7 @@ fn week_action(
     since: Option<NaiveDate>,
     today: NaiveDate,
     state: &mut State,
-    config: &mut Option<Result<CollectionConfig, String>>,
+    config: &mut Option<Result<fetch::Verified, String>>,
     opts: RunOptions,
 ) -> Action {
     let full = match weekly::read_full(dir, week) {
@@ -419,8 +448,8 @@ fn week_action(
             if opts.deadline.is_some_and(|d| Instant::now() > d) {
                 return Action::Retry("out of time for today".into());
             }
-            match config.get_or_insert_with(|| fetch_config(s, state.accepted_config)) {
-                Ok(c) => c,
+            match config.get_or_insert_with(|| fetch_config(s, state)) {
+                Ok(v) => &v.config,
                 Err(e) => return Action::Retry(e.clone()),
             }
         }
@@ -621,7 +650,7 @@ mod tests {
 
     #[test]
     fn settings_defaults_and_clamped_ceiling() {
-        let s = UploadSettings::new("https://a/upload", "https://a/config.toml", "KEY");
+        let s = UploadSettings::new("https://a/upload", "https://a/config.toml", "KEY", "POLICY");
         assert_eq!(s.ceiling, 0.1);
         assert_eq!(
             (s.connect_timeout, s.total_timeout, s.child_limit),

@@ -7,8 +7,8 @@
 //! * they are also recorded, at most once a day (when the day's upload
 //!   token is taken), in `<telemetry dir>/upload-settings.json`, for
 //!   `clearcount --namespace mytool report --dry-run`, which runs outside
-//!   the toolchain. The file holds only URLs, the public key, the ceiling
-//!   and the timeouts.
+//!   the toolchain. The file holds only URLs, the public key, the config
+//!   log's policy and minimum checkpoint, the ceiling and the timeouts.
 
 use super::UploadSettings;
 use clearcount_protocol::json::{self, Value};
@@ -31,6 +31,11 @@ fn to_json(s: &UploadSettings) -> Value {
         ("upload_url".into(), Value::string(&s.upload_url)),
         ("config_url".into(), Value::string(&s.config_url)),
         ("public_key".into(), Value::string(&s.public_key)),
+        ("config_log".into(), Value::string(&s.config_log)),
+        (
+            "config_log_minimum".into(),
+            Value::string(&s.config_log_minimum),
+        ),
         ("ceiling".into(), Value::from_f64(s.ceiling)),
         (
             "connect_timeout_ms".into(),
@@ -85,6 +90,8 @@ fn from_json(bytes: &[u8]) -> Result<UploadSettings, String> {
         "upload_url",
         "config_url",
         "public_key",
+        "config_log",
+        "config_log_minimum",
         "ceiling",
         "connect_timeout_ms",
         "total_timeout_ms",
@@ -120,7 +127,9 @@ fn from_json(bytes: &[u8]) -> Result<UploadSettings, String> {
             &text("upload_url")?,
             &text("config_url")?,
             &text("public_key")?,
+            &text("config_log")?,
         )
+        .with_minimum_checkpoint(&text("config_log_minimum")?)
     })
 }
 
@@ -134,7 +143,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = for_commands("mytool", dir.path()).unwrap_err();
         assert!(e.contains("has not recorded"), "{e}");
-        let s = UploadSettings::new("http://a/upload", "http://a/config.toml", "KEY")
+        let s = UploadSettings::new("http://a/upload", "http://a/config.toml", "KEY", "POLICY")
+            .with_minimum_checkpoint("CHECKPOINT")
             .with_ceiling(0.25)
             .with_timeouts(Duration::from_secs(2), Duration::from_secs(9));
         record(dir.path(), &s);

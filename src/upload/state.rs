@@ -36,6 +36,10 @@ pub struct WeekDecision {
 pub struct State {
     /// Highest config version accepted (no rollback below it).
     pub accepted_config: Option<u64>,
+    /// What was kept of the config log with the last accepted config (the
+    /// signed checkpoint, the config's version and hash;
+    /// `tlog::client::Kept` text): the next one must extend it.
+    pub config_log: Option<String>,
     /// The last attempt and how it ended.
     pub last: Option<Event>,
     /// The last report sent.
@@ -104,6 +108,10 @@ impl State {
             ),
             ("last".into(), event_json(&self.last)),
             ("last_sent".into(), event_json(&self.last_sent)),
+            (
+                "config_log".into(),
+                Value::opt_string(self.config_log.as_deref()),
+            ),
             ("weeks".into(), weeks_json(&self.weeks)),
         ])
     }
@@ -121,6 +129,7 @@ impl State {
                 "accepted_config" if !null => s.accepted_config = Some(e.as_u64()?),
                 "last" if !null => s.last = Some(Event::from_json(e)?),
                 "last_sent" if !null => s.last_sent = Some(Event::from_json(e)?),
+                "config_log" if !null => s.config_log = Some(e.as_str()?.to_string()),
                 "weeks" => {
                     let Value::Object(weeks) = e else { return None };
                     for (w, d) in weeks {
@@ -161,6 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State {
             accepted_config: Some(3),
+            config_log: Some("config 3 AAAA\nlog\n1\nBBBB\n\n— log CCCC\n".into()),
             ..State::default()
         };
         save_state(dir.path(), &mut s).unwrap();

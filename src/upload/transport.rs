@@ -114,7 +114,7 @@ impl std::error::Error for TransportError {}
 ///         Err(TransportError::Unreachable(format!("{} is not reachable in this example", req.url)))
 ///     }
 /// }
-/// let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "KEY")
+/// let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "KEY", "POLICY")
 ///     .with_transport(Mine);
 /// # let _ = s;
 /// ```

@@ -45,6 +45,7 @@ const PROGRAM: &str = "instrumented";
 const UPLOAD_VAR: &str = "CLEARCOUNT_DEMO_UPLOAD_URL";
 const CONFIG_VAR: &str = "CLEARCOUNT_DEMO_CONFIG_URL";
 const KEY_VAR: &str = "CLEARCOUNT_DEMO_PUBLIC_KEY";
+const LOG_VAR: &str = "CLEARCOUNT_DEMO_CONFIG_LOG";
 
 /// Arguments of `clearcount demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,15 +80,16 @@ pub(crate) struct ToolArgs {
 /// telemetry before anything else, with the demo server's settings. In the
 /// upload child this does the upload and never returns.
 pub(crate) fn start_if_tool() {
-    let (Ok(upload), Ok(config), Ok(key)) = (
+    let (Ok(upload), Ok(config), Ok(key), Ok(log)) = (
         std::env::var(UPLOAD_VAR),
         std::env::var(CONFIG_VAR),
         std::env::var(KEY_VAR),
+        std::env::var(LOG_VAR),
     ) else {
         return;
     };
     // Every installation is in the sample: the demo config's rates are 1.
-    let settings = UploadSettings::new(&upload, &config, &key).with_ceiling(1.0);
+    let settings = UploadSettings::new(&upload, &config, &key, &log).with_ceiling(1.0);
     Telemetry::new(NAMESPACE, PROGRAM, env!("CARGO_PKG_VERSION"))
         .upload(settings)
         .start();
@@ -180,6 +182,8 @@ struct Server {
     upload: String,
     config: String,
     public_key: String,
+    /// The config log's policy (what a toolchain compiles in).
+    config_log: String,
 }
 
 /// One installation: its directory and its clock.
@@ -233,6 +237,7 @@ impl Installation<'_> {
             .env(UPLOAD_VAR, &self.server.upload)
             .env(CONFIG_VAR, &self.server.config)
             .env(KEY_VAR, &self.server.public_key)
+            .env(LOG_VAR, &self.server.config_log)
             .output();
         Self::check(out, &format!("demo-tool {}", args.join(" ")))?;
         self.wait_for_upload(day)
@@ -482,10 +487,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         .map_err(|_| "the server stopped before listening".to_string())??;
     let base = format!("http://{addr}");
     println!("demo: server listening on {base}/");
+    let config_log = std::fs::read_to_string(log_dir.join("policy"))
+        .map_err(|e| io("read", &log_dir.join("policy"), e))?;
     let srv = Server {
         upload: format!("{base}/upload"),
         config: format!("{base}/config.toml"),
         public_key,
+        config_log,
     };
 
     // 3. Simulated installations, two at a time (one per core).

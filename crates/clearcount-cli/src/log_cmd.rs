@@ -43,7 +43,7 @@ pub(crate) struct LogInitArgs {
     #[arg(long, value_name = "VKEY")]
     vkey: String,
     /// A trust policy (C2SP tlog-policy) to publish as DIR/policy: what
-    /// toolchains compile in. Its `log` line must be the log's key.
+    /// toolchains compile in. Default: the log's key alone, no witness. Its `log` line must be the log's key.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 }
@@ -206,7 +206,13 @@ pub(crate) fn log_init(args: LogInitArgs) -> Result<(), String> {
             policy_for(&text, &p.display().to_string(), &vkey)?;
             Some(text)
         }
-        None => None,
+        // The log's key alone, no witness: what a toolchain compiles in
+        // until witnesses are added (edit DIR/policy then).
+        None => Some(
+            Policy::new(vkey.clone(), Vec::new(), 0)
+                .map_err(|e| e.to_string())?
+                .to_text(),
+        ),
     };
     let log = LogDir::init(&args.log, &vkey).map_err(|e| e.to_string())?;
     if let Some(text) = policy {
