@@ -6,7 +6,9 @@
 //!    simulated installation reports), and publishes it through a
 //!    throwaway config log (`config/log/` in the demo's data, its key pair
 //!    in `keys/`).
-//! 2. Starts the collection server on loopback.
+//! 2. Starts the collection server on loopback, with that log: it serves
+//!    the config's proofs (`/config.toml.proof`), the log (`/log/`) for
+//!    auditors, and shows it on `/config`.
 //! 3. Simulates installations of the example tool `instrumented`: each is a
 //!    telemetry directory of its own (`CLEARCOUNT_DIR`), opted in with
 //!    `clearcount on`, whose tool runs on days of the last four weeks
@@ -429,6 +431,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         data: store.to_string_lossy().into_owned(),
         config: Some(config.clone()),
         public_key: Some(public.clone()),
+        log: Some(log_dir.clone()),
         counters: Some(counters_dir.clone()),
         min_reports: args.min_reports,
         merge_interval: Duration::from_secs(5),
@@ -540,7 +543,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
     println!();
     println!("  charts:        {base}/charts");
     println!("  archive:       {base}/data/");
-    println!("  config:        {base}/config");
+    println!(
+        "  config:        {base}/config (and its config log; audit it with `clearcount config audit {base}/log`)"
+    );
     println!("  counters:      {base}/counters");
     println!();
     println!(

@@ -17,12 +17,20 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "./clearcount-data")]
     pub(crate) data: String,
     /// The collection config (signature read from FILE.minisig); reloaded
-    /// when the file changes.
+    /// when it, its signature or its config log changes. Served only if it
+    /// verifies with --public-key and is the latest entry of the config log.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Minisign public key that must have signed the config.
+    /// Minisign public key that must have signed the config (required with
+    /// --config).
     #[arg(long, value_name = "FILE")]
     pub(crate) public_key: Option<PathBuf>,
+    /// The config log (the directory `clearcount config publish` writes):
+    /// the config must be its latest entry, under a checkpoint signed by
+    /// its key (and cosigned as its policy requires). Served at /log/ with
+    /// the proofs at /config.toml.proof. Default: log/ beside the config.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) log: Option<PathBuf>,
     /// Directory of declared-counter files (config/counters/*.toml).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
@@ -62,6 +70,7 @@ impl ServeArgs {
             data: self.data.clone(),
             config: self.config.clone(),
             public_key: self.public_key.clone(),
+            log: self.log.clone(),
             counters: self.counters.clone(),
             min_reports: self.min_reports,
             merge_interval: Duration::from_secs(self.merge_interval.max(1)),

@@ -10,6 +10,10 @@
 //! (logged to its standard error here), blocks nothing on any page. The
 //! same `/charts` page served by the test with a policy that forbids its
 //! style sheet is reported: the check sees a violation when there is one.
+//!
+//! The `/config` page, as Chromium renders it, shows the demo's config log
+//! (every version, the latest checkpoint, how to audit it); a screenshot is
+//! saved to `target/browser-config.png`.
 
 mod common;
 
@@ -184,6 +188,48 @@ fn charts_render_in_chromium() {
         assert!(out.status.success() && dom.contains("clearcount"), "{page}");
         let blocked = csp_violations(&out);
         assert!(blocked.is_empty(), "{page}: Chromium blocked {blocked:#?}");
+    }
+
+    // The config page shows the demo's config log, as the browser builds
+    // it under the policy: every version with its hashes, the latest
+    // checkpoint and who signed it, how to audit it; and the auditor's
+    // endpoints it links to answer.
+    let config_url = format!("{base}/config");
+    let out = browse(&["--dump-dom", &config_url], &profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Config log",
+        "demo.clearcount.localhost/config-log",
+        "Every version",
+        "Latest checkpoint",
+        "the log key",
+        "clearcount config audit URL/log",
+        r#"href="/log/entries/0""#,
+        r#"href="/log/checkpoint""#,
+        r#"href="/config.toml.proof""#,
+    ] {
+        assert!(dom.contains(needle), "/config lacks {needle:?}: {dom}");
+    }
+    assert!(
+        csp_violations(&out).is_empty(),
+        "{:#?}",
+        csp_violations(&out)
+    );
+    let shot = shot.with_file_name("browser-config.png");
+    let out = browse(
+        &[
+            "--window-size=1280,1600",
+            &format!("--screenshot={}", shot.display()),
+            &config_url,
+        ],
+        &profile,
+    );
+    assert!(out.status.success(), "screenshot failed");
+    for path in ["/log/checkpoint", "/log/entries/0", "/config.toml.proof"] {
+        let mut r = agent.get(&format!("{base}{path}")).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let body = r.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty(), "{path}");
     }
 
     // The control: /charts with a policy that forbids its style sheet.

@@ -49,6 +49,17 @@ name = "tool/command:{build,test,run}"
 rate = 0.5
 "#;
 
+/// The declared counters the config is checked against when published.
+const COUNTERS: &str = r#"
+program = "tool"
+
+[[counter]]
+name = "tool/command:{build,test,run}"
+kind = "plain"
+description = "Which subcommand was run."
+question = "Which commands matter most?"
+"#;
+
 /// The objects under `s3://bucket/prefix`, read with a plain S3 client.
 struct Bucket {
     s3: AmazonS3,
@@ -189,6 +200,10 @@ fn serve(moto: &Moto, data: &str, config: &std::path::Path) -> ServeProc {
             .args(["serve", "--addr", "127.0.0.1:0", "--data", data])
             .arg("--config")
             .arg(config)
+            // Published with `common::publish_config`: the key beside it
+            // (and the config log, found there too).
+            .arg("--public-key")
+            .arg(config.with_file_name("config.pub"))
             .args(["--min-reports", "1", "--merge-interval", "3600"])
             // A burst of uploads from one address.
             .args(["--rate-limit", "0"])
@@ -284,10 +299,12 @@ fn archive_counts(bucket: &Bucket) -> BTreeMap<usize, usize> {
     seen
 }
 
+/// The config, published (signed, in its config log `<dir>/log`).
 fn write_config(dir: &TempDir) -> PathBuf {
-    let cfg = dir.0.join("config.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    cfg
+    let counters = dir.0.join("counters");
+    std::fs::create_dir_all(&counters).unwrap();
+    std::fs::write(counters.join("tool.toml"), COUNTERS).unwrap();
+    common::publish_config(&dir.0, CONFIG, &counters)
 }
 
 #[test]
@@ -352,9 +369,26 @@ fn server_on_s3_end_to_end() {
         "data.html",
         "config.html",
         "config.toml",
+        "config.toml.proof",
     ] {
         assert!(names.contains(n), "site/{n} missing: {names:?}");
     }
+    // The config log is in the bucket for auditors, as text.
+    let log_dir = dir.0.join("log");
+    for rel in ["log.vkey", "checkpoint", "checkpoints/1", "entries/0"] {
+        let key = format!("config/log/{rel}");
+        assert_eq!(
+            bucket.get(&key),
+            Some(std::fs::read(log_dir.join(rel)).unwrap()),
+            "{key}"
+        );
+        assert!(bucket.content_type(&key).starts_with("text/plain"), "{key}");
+    }
+    let config_page = String::from_utf8(bucket.get("site/config.html").unwrap()).unwrap();
+    assert!(
+        config_page.contains("../config/log/entries/0"),
+        "{config_page}"
+    );
     let page = String::from_utf8(bucket.get("site/charts.html").unwrap()).unwrap();
     assert!(page.contains("<svg") && page.contains("20 reports"));
     let data_page = String::from_utf8(bucket.get("site/data.html").unwrap()).unwrap();

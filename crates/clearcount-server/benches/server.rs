@@ -76,7 +76,7 @@ fn bench_ingest() {
     let threads = env_num("CLEARCOUNT_BENCH_THREADS", 4);
     let secs = env_num("CLEARCOUNT_BENCH_SECS", 3);
     let dir = temp_dir("ingest");
-    std::fs::write(dir.join("config.toml"), CONFIG).unwrap();
+    reports::publish::publish(&dir, CONFIG);
     let server = Server::start(
         &dir.join("data").display().to_string(),
         &dir.join("config.toml"),
@@ -143,7 +143,7 @@ fn current_rss_kib() -> Option<u64> {
 fn bench_merge() {
     let n = env_num("CLEARCOUNT_BENCH_MERGE_N", 10_000);
     let dir = temp_dir("merge");
-    std::fs::write(dir.join("config.toml"), CONFIG).unwrap();
+    reports::publish::publish(&dir, CONFIG);
     let data = dir.join("data");
     let data_str = data.display().to_string();
     let week = week();

@@ -80,8 +80,7 @@ fn main() {
             .expect("moto's address"),
     );
     let dir = temp_dir("storage");
-    let config = dir.join("config.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let config = reports::publish::publish(&dir, CONFIG).config;
     let week = week();
 
     // Uploads per second, both backends.

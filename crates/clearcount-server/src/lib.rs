@@ -17,6 +17,8 @@
 //!
 //!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG,
 //!                                               built once per change)
+//!  GET /config.toml (+ .minisig, .proof?old=N, .tlog-proof)   the config and
+//!  GET /log/…                                 its config log, from memory
 //! ```
 //!
 //! 0. **Connections** (`listen.rs`, `limits.rs`). HTTP/1.1 over hyper with
@@ -69,14 +71,34 @@
 //!    200 values tracked per chart), built by streaming the archive files.
 //!    `/data/` lists the archive files
 //!    for download, `/config` shows the config being served, its signature,
-//!    the public key and every version the server has used, `/counters` the
+//!    the public key, its config log (every version with its leaf index,
+//!    hashes and when it was witnessed, the latest checkpoint and its
+//!    cosignatures, how to audit it) and every version the server has
+//!    used, `/counters` the
 //!    declared counters with their descriptions. The pages are built once
 //!    per change (a merge, a config change) by one task and served from
 //!    memory; archive files are sent as the client reads them.
-//! 5. **Config reload.** The config file (and its `.minisig`) is polled every
-//!    second; a new version is verified (with `--public-key`), and replaces
-//!    the old one only if it is valid and its version is higher. Each version
-//!    used is recorded under `config/history/` in the store.
+//! 5. **The config and its log** (`config_log.rs`,
+//!    `counters-spec/config-log.md`). The server serves only a config it
+//!    verified: its minisign signature against `--public-key` (required
+//!    with a config), and the config log (`--log`, default `log/` beside
+//!    the config): the config must be the log's last entry, under a
+//!    checkpoint signed by the log's key and meeting the log's policy (its
+//!    witness quorum), and the whole log must pass an audit. Anything else
+//!    and the server does not start (one line says why). The log is loaded
+//!    once, and every answer of its endpoints is built then: the proof
+//!    bundle a client fetches (`/config.toml.proof?old=N`, consistency
+//!    proofs from each published checkpoint's size), the C2SP tlog-proof,
+//!    and the auditor's files under `/log/`. A copy of the log goes into
+//!    the store (`config/log/`), so the static site serves it too.
+//! 6. **Config reload.** The config file, its `.minisig` and the log's
+//!    `checkpoint`, `log.vkey` and `policy` are polled every second; on a
+//!    change all are read and verified again (off the runtime), and the new
+//!    state replaces the old one only if it verifies, its version is higher
+//!    (or it is the same config under a log state that changed, such as new
+//!    cosignatures), and its log extends the one served. Otherwise the old
+//!    config keeps being served and one line says why. Each version used is
+//!    recorded under `config/history/` in the store.
 //!
 //! # Example
 //!
@@ -87,6 +109,8 @@
 //!     addr: "127.0.0.1:0".parse().unwrap(),
 //!     data: "./clearcount-data".into(),
 //!     config: Some("config/config.toml".into()),
+//!     public_key: Some("config/clearcount.pub".into()),
+//!     // `log: None`: config/log/, beside the config.
 //!     ..ServerOptions::default()
 //! };
 //! let (tx, rx) = tokio::sync::oneshot::channel();
@@ -97,6 +121,7 @@
 //! ```
 
 mod charts;
+mod config_log;
 mod ingest;
 mod limits;
 mod listen;
@@ -117,6 +142,7 @@ pub use merge::{MergeStats, merge_blocking};
 use axum::Router;
 use axum::routing::{get, post};
 use clearcount_protocol::config::CollectionConfig;
+use clearcount_protocol::tlog::log::LogDir;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,9 +168,14 @@ pub struct ServerOptions {
     /// The collection config file; its signature is `<file>.minisig`.
     /// Without a config every upload is refused with a 503.
     pub config: Option<PathBuf>,
-    /// The minisign public key file the config must be signed with. Without
-    /// it the config is parsed but not verified (a warning is printed).
+    /// The minisign public key file the config must be signed with:
+    /// required with a config (the server serves no config it did not
+    /// verify).
     pub public_key: Option<PathBuf>,
+    /// The config log directory (`counters-spec/config-log.md` §7): the
+    /// config must be its last entry, under a checkpoint signed by its key.
+    /// Default: `log/` beside the config, if it exists ([`ServerOptions::log_dir`]).
+    pub log: Option<PathBuf>,
     /// A directory of declared-counter files (`<program>.toml`), shown on
     /// `/counters`.
     pub counters: Option<PathBuf>,
@@ -163,6 +194,7 @@ impl Default for ServerOptions {
             data: "./clearcount-data".into(),
             config: None,
             public_key: None,
+            log: None,
             counters: None,
             min_reports: 10,
             merge_interval: Duration::from_secs(60),
@@ -171,7 +203,21 @@ impl Default for ServerOptions {
     }
 }
 
-/// The config in force, with the text and signature it was read from.
+impl ServerOptions {
+    /// The config log directory: [`ServerOptions::log`], else `log/` beside
+    /// the config if it exists; `None` without a config or a log.
+    pub fn log_dir(&self) -> Option<PathBuf> {
+        if let Some(l) = &self.log {
+            return Some(l.clone());
+        }
+        let config = self.config.as_ref()?;
+        let dir = config.parent().unwrap_or(Path::new("")).join("log");
+        dir.is_dir().then_some(dir)
+    }
+}
+
+/// The config in force, with the text and signature it was read from, and
+/// its config log.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
     /// The parsed config.
@@ -180,8 +226,10 @@ pub struct LoadedConfig {
     pub text: String,
     /// The minisign signature, if one was found.
     pub signature: Option<String>,
-    /// True when the signature was checked against the public key.
-    pub verified: bool,
+    /// The config log it is the last entry of, verified (always there on
+    /// the live server; in the static site, when the store's copy of the
+    /// log verifies).
+    pub(crate) log: Option<Arc<config_log::ServedLog>>,
 }
 
 /// State shared by every request handler.
@@ -249,48 +297,69 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(chrono::Utc::now)
 }
 
-/// Reads, verifies and parses a config file. `last` is the version in force:
-/// a config whose version is not higher is refused.
-pub fn load_config(
-    path: &Path,
-    public_key: Option<&str>,
-    last: Option<u64>,
-) -> Result<LoadedConfig, String> {
+/// Reads and verifies a config file for serving: its minisign signature
+/// (`<file>.minisig`) against `public_key` (the key's text), and the config
+/// log in `log`: the config must be its last entry, under a checkpoint
+/// signed by the log's key that meets the log's policy, and the whole log
+/// must pass an audit (`counters-spec/config-log.md` §10). Every refusal is
+/// one line.
+pub fn load_config(path: &Path, public_key: &str, log: &Path) -> Result<LoadedConfig, String> {
+    load_config_lines(path, public_key, log).map_err(|e| {
+        e.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+fn load_config_lines(path: &Path, public_key: &str, log: &Path) -> Result<LoadedConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let sig_path = sig_path(path);
     let signature = match std::fs::read_to_string(&sig_path) {
-        Ok(s) => Some(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "config signature {} is missing: sign the config (`clearcount config publish`)",
+                sig_path.display()
+            ));
+        }
         Err(e) => return Err(format!("cannot read {}: {e}", sig_path.display())),
     };
     let source = path.display().to_string();
-    let (config, verified) = match public_key {
-        Some(pk) => {
-            let sig = signature
-                .as_deref()
-                .ok_or_else(|| format!("config signature {} is missing", sig_path.display()))?;
-            (verify(pk, &text, sig, &source)?, true)
-        }
-        None => (
-            CollectionConfig::parse(&text, &source).map_err(|e| e.to_string())?,
-            false,
-        ),
-    };
-    if let Some(last) = last
-        && config.version <= last
-    {
-        return Err(format!(
-            "config {} has version {}, not higher than {last} in force",
-            source, config.version
-        ));
-    }
+    let config = verify(public_key, &text, &signature, &source)?;
+    let files = config_log::LogFiles::read_dir(log)?;
+    let served = config_log::ServedLog::verify(files, text.as_bytes(), &log.display().to_string())
+        .map_err(|e| format!("{source}: {e}"))?;
     Ok(LoadedConfig {
         config,
         text,
-        signature,
-        verified,
+        signature: Some(signature),
+        log: Some(Arc::new(served)),
     })
+}
+
+/// Whether `new` may replace `old`, the config in force: `Ok(false)` when
+/// nothing changed, `Ok(true)` for a higher version, or the same config
+/// under a log state that changed (new cosignatures); the log must extend
+/// the one served.
+fn may_replace(old: &LoadedConfig, new: &LoadedConfig) -> Result<bool, String> {
+    let (Some(old_log), Some(new_log)) = (&old.log, &new.log) else {
+        return Ok(true);
+    };
+    if new.text == old.text {
+        if new_log.same_as(old_log) {
+            return Ok(false);
+        }
+    } else if new.config.version <= old.config.version {
+        return Err(format!(
+            "config version {} is not higher than version {} in force",
+            new.config.version, old.config.version
+        ));
+    }
+    new_log.extends(old_log)?;
+    Ok(true)
 }
 
 fn verify(pk: &str, text: &str, sig: &str, source: &str) -> Result<CollectionConfig, String> {
@@ -304,8 +373,9 @@ fn sig_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Records a config in the store: `config/current.toml` (+ `.minisig`),
-/// `config/public.key`, and `config/history/v<version>.toml` (+ `.minisig`).
+/// Records a config in the store: `config/current.toml` (+ `.minisig`,
+/// `.tlog-proof`), `config/public.key`, `config/history/v<version>.toml`
+/// (+ `.minisig`), and a copy of its config log under `config/log/`.
 async fn record_config(
     store: &dyn Store,
     cfg: &LoadedConfig,
@@ -334,6 +404,9 @@ async fn record_config(
             .put("config/public.key", pk.as_bytes().to_vec())
             .await?;
     }
+    if let Some(log) = &cfg.log {
+        config_log::record(store, log).await?;
+    }
     Ok(())
 }
 
@@ -342,46 +415,88 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Polls the config file and its signature every second, and swaps in a new
-/// valid config with a higher version.
-async fn watch_config(state: Arc<AppState>, path: PathBuf) {
-    let sig = sig_path(&path);
-    let mut seen = (file_stamp(&path), file_stamp(&sig));
+/// What the config watcher looks at: the config, its signature, and the
+/// log's files that change when a config is published or cosigned.
+fn config_stamps(config: &Path, log: &Path) -> Vec<Option<(SystemTime, u64)>> {
+    let mut v = vec![file_stamp(config), file_stamp(&sig_path(config))];
+    for f in [LogDir::CHECKPOINT, LogDir::VKEY, LogDir::POLICY] {
+        v.push(file_stamp(&log.join(f)));
+    }
+    v
+}
+
+/// Polls the config file, its signature and the config log every second;
+/// when one changed, reads and verifies them again (off the runtime), and
+/// swaps in the new config if it verifies, has a higher version (or is the
+/// same config under a log state that changed, such as new cosignatures)
+/// and its log extends the one served. Otherwise the config in force stays,
+/// and one line says why.
+async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf) {
+    let mut seen = config_stamps(&path, &log);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let stamp = (file_stamp(&path), file_stamp(&sig));
+        let (p, l) = (path.clone(), log.clone());
+        let Ok(stamp) = tokio::task::spawn_blocking(move || config_stamps(&p, &l)).await else {
+            continue;
+        };
         if stamp == seen {
             continue;
         }
         seen = stamp;
-        let last = state.current_config().map(|c| c.config.version);
-        let p = path.clone();
-        let pk = state.public_key.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || load_config(&p, pk.as_deref(), last)).await;
-        match loaded {
-            Ok(Ok(cfg)) => {
-                if let Err(e) =
-                    record_config(&*state.store, &cfg, state.public_key.as_deref()).await
-                {
-                    eprintln!("clearcount serve: cannot record config history: {e}");
-                }
+        let (p, l) = (path.clone(), log.clone());
+        let pk = state.public_key.clone().unwrap_or_default();
+        let loaded = tokio::task::spawn_blocking(move || load_config(&p, &pk, &l)).await;
+        let Some(old) = state.current_config() else {
+            continue;
+        };
+        let cfg = match loaded {
+            Ok(Ok(cfg)) => cfg,
+            Ok(Err(e)) => {
                 eprintln!(
-                    "clearcount serve: config version {} now in force",
-                    cfg.config.version
+                    "clearcount serve: keeping config version {}: {e}",
+                    old.config.version
                 );
-                if let Ok(mut g) = state.config.write() {
-                    *g = Some(Arc::new(cfg));
-                }
-                // The pages show the config: build them again.
-                let s = state.clone();
-                tokio::spawn(async move { s.pages.refresh().await });
+                continue;
             }
-            Ok(Err(e)) => eprintln!("clearcount serve: keeping the current config: {e}"),
-            Err(e) => eprintln!("clearcount serve: config reload failed: {e}"),
+            Err(e) => {
+                eprintln!("clearcount serve: config reload failed: {e}");
+                continue;
+            }
+        };
+        match may_replace(&old, &cfg) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                eprintln!(
+                    "clearcount serve: keeping config version {}: {e}",
+                    old.config.version
+                );
+                continue;
+            }
         }
+        if let Err(e) = record_config(&*state.store, &cfg, state.public_key.as_deref()).await {
+            eprintln!("clearcount serve: cannot record config history: {e}");
+        }
+        let log_state = cfg.log.as_ref().map_or(String::new(), |l| {
+            format!("entry {} of the config log, {}", l.size() - 1, l.cosigned())
+        });
+        let same_text = cfg.text == old.text;
+        let version = cfg.config.version;
+        if let Ok(mut g) = state.config.write() {
+            *g = Some(Arc::new(cfg));
+        }
+        if same_text {
+            eprintln!(
+                "clearcount serve: config version {version}: the config log changed ({log_state})"
+            );
+        } else {
+            eprintln!("clearcount serve: config version {version} now in force ({log_state})");
+        }
+        // The pages show the config: build them again.
+        let s = state.clone();
+        tokio::spawn(async move { s.pages.refresh().await });
     }
 }
 
@@ -430,7 +545,8 @@ async fn publish(state: &AppState) {
         min_reports: state.min_reports,
     };
     let charts = pages::chart_data_after_refresh(state).await;
-    if let Err(e) = publish::publish_site_with(state.store.clone(), &opts, charts).await {
+    let log = state.current_config().and_then(|c| c.log.clone());
+    if let Err(e) = publish::publish_site_with(state.store.clone(), &opts, charts, log).await {
         eprintln!("clearcount serve: publishing the static site failed: {e}");
     }
 }
@@ -447,6 +563,14 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/config", get(pages::config))
         .route("/config.toml", get(pages::config_text))
         .route("/config.toml.minisig", get(pages::config_sig))
+        .route("/config.toml.proof", get(config_log::config_proof))
+        .route(
+            "/config.toml.tlog-proof",
+            get(config_log::config_tlog_proof),
+        )
+        .route("/log/{file}", get(config_log::log_file))
+        .route("/log/checkpoints/{size}", get(config_log::log_checkpoint))
+        .route("/log/entries/{index}", get(config_log::log_entry))
         .route("/public.key", get(pages::public_key))
         .route("/config/history/{file}", get(pages::history_file))
         .route("/counters", get(pages::counters))
@@ -483,17 +607,37 @@ pub(crate) async fn serve_store(
         ),
         None => None,
     };
+    let log_dir = opts.log_dir();
     let config = match &opts.config {
         Some(path) => {
-            if public_key.is_none() {
-                eprintln!(
-                    "clearcount serve: warning: no --public-key given; the config is parsed but its signature is not checked"
-                );
-            }
-            let cfg = load_config(path, public_key.as_deref(), None)?;
+            let Some(pk) = public_key.clone() else {
+                return Err(format!(
+                    "{} needs --public-key: the server serves only a config whose signature it verified",
+                    path.display()
+                ));
+            };
+            let Some(log) = log_dir.clone() else {
+                return Err(format!(
+                    "{} needs its config log: give --log DIR (made by `clearcount config log-init`, filled by `clearcount config publish`), or keep it in log/ beside the config",
+                    path.display()
+                ));
+            };
+            let p = path.clone();
+            let cfg = tokio::task::spawn_blocking(move || load_config(&p, &pk, &log))
+                .await
+                .map_err(|e| format!("loading the config failed: {e}"))??;
             record_config(&*store, &cfg, public_key.as_deref())
                 .await
                 .map_err(|e| format!("cannot record config in {}: {e}", store.describe()))?;
+            if let Some(l) = &cfg.log {
+                eprintln!(
+                    "clearcount serve: config version {} (entry {} of the config log in {}, {})",
+                    cfg.config.version,
+                    l.size() - 1,
+                    log_dir.as_deref().unwrap_or(Path::new("")).display(),
+                    l.cosigned()
+                );
+            }
             Some(Arc::new(cfg))
         }
         None => {
@@ -533,8 +677,8 @@ pub(crate) async fn serve_store(
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let mut tasks = Vec::new();
-    if let Some(path) = opts.config.clone() {
-        tasks.push(tokio::spawn(watch_config(state.clone(), path)));
+    if let (Some(path), Some(log)) = (opts.config.clone(), log_dir) {
+        tasks.push(tokio::spawn(watch_config(state.clone(), path, log)));
     }
     tasks.push(tokio::spawn(merge_loop(state.clone(), opts.merge_interval)));
     tasks.push(tokio::spawn(pages::keep_pages(state.clone())));

@@ -5,8 +5,9 @@
 //! | `/` | what this is, links |
 //! | `/charts` | per program: versions, OS, arch, every counter's buckets over the weeks |
 //! | `/data/` and `/data/<week>.ndjson` | the archive files, downloadable |
-//! | `/config` | the config in force, its signature, the public key, every version served |
+//! | `/config` | the config in force, its signature, the public key, its config log (every version, the latest checkpoint and its cosignatures, how to audit it), every version served |
 //! | `/config.toml`, `/config.toml.minisig`, `/public.key`, `/config/history/<file>` | the same as raw files |
+//! | `/config.toml.proof`, `/config.toml.tlog-proof`, `/log/…` | the config log's proofs and files (see `config_log.rs`) |
 //! | `/counters` | the declared counters with their descriptions |
 //!
 //! # Built once per change, served from memory
@@ -52,8 +53,9 @@ pub(crate) const WAIT: Duration = Duration::from_millis(900);
 struct Inputs {
     archive: Vec<ObjectMeta>,
     history: Vec<ObjectMeta>,
-    /// The config in force: its version and text.
-    config: Option<(u64, usize)>,
+    /// The config in force: its version, its text's length, and its log's
+    /// checkpoint (which changes with new cosignatures).
+    config: Option<(u64, usize, Bytes)>,
     /// The declared-counter files: (name, modified, size).
     counters: Vec<(String, Option<SystemTime>, u64)>,
 }
@@ -135,9 +137,14 @@ impl PageCache {
 async fn read_inputs(state: &AppState) -> std::io::Result<Inputs> {
     let archive = super::store::archive_files(&*state.store).await?;
     let history = state.store.list("config/history/").await?.objects;
-    let config = state
-        .current_config()
-        .map(|c| (c.config.version, c.text.len()));
+    let config = state.current_config().map(|c| {
+        let checkpoint = c.log.as_ref().map(|l| l.checkpoint_text.clone());
+        (
+            c.config.version,
+            c.text.len(),
+            checkpoint.unwrap_or_default(),
+        )
+    });
     let counters = match state.counters.clone() {
         None => Vec::new(),
         Some(dir) => tokio::task::spawn_blocking(move || {
@@ -320,7 +327,7 @@ pub(crate) async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-fn plain(status: StatusCode, msg: &str) -> Response {
+pub(crate) fn plain(status: StatusCode, msg: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -329,7 +336,7 @@ fn plain(status: StatusCode, msg: &str) -> Response {
         .into_response()
 }
 
-fn raw(content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn raw(content_type: &'static str, body: impl Into<Body>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body.into()).into_response()
 }
 

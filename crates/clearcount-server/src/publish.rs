@@ -8,13 +8,17 @@
 //! | `site/index.html` | what this is, links |
 //! | `site/charts.html` | the charts of `/charts` (same data, same SVG) |
 //! | `site/data.html` | the weekly archive files, linking to `../archive/<week>.ndjson` |
-//! | `site/config.html` | the config in force, its signature, the public key, every version used (linking to `../config/history/`) |
+//! | `site/config.html` | the config in force, its signature, the public key, its config log (every version, the latest checkpoint and its cosignatures, how to audit it; linking to `../config/log/`), every version used (linking to `../config/history/`) |
 //! | `site/config.toml`, `site/config.toml.minisig`, `site/public.key` | copies of `config/current.toml`, its signature and the key |
+//! | `site/config.toml.tlog-proof`, `site/config.toml.proof` | the config's C2SP tlog-proof (a copy of `config/current.toml.tlog-proof`), twice: a static server cannot answer `?old=N`, so its `.proof` carries no consistency proof |
 //!
 //! Every link is relative, so the pages work wherever the store's root is
 //! published (`https://telemetry.example.org/site/index.html` with the
 //! archive at `https://telemetry.example.org/archive/…`). The archive files
-//! are not copied: `archive/` is published as it is.
+//! are not copied: `archive/` is published as it is, and so is the server's
+//! copy of the config log, `config/log/` (the log directory's files as they
+//! are: an auditor runs `clearcount config audit
+//! https://telemetry.example.org/config/log`).
 //!
 //! Each object is written atomically, so a reader sees an old page or a new
 //! one. Pages are rebuilt from the store alone (archive and
@@ -27,6 +31,7 @@
 
 use super::LoadedConfig;
 use super::charts::ChartData;
+use super::config_log::{LogFiles, ServedLog};
 use super::render::{self, Links};
 use super::store::{ObjectMeta, Store};
 use clearcount_protocol::config::CollectionConfig;
@@ -69,6 +74,8 @@ struct Inputs {
     /// parse).
     config: Option<LoadedConfig>,
     public_key: Option<String>,
+    /// `config/current.toml.tlog-proof`.
+    tlog_proof: Option<String>,
     history: Vec<ObjectMeta>,
     charts: Arc<ChartData>,
 }
@@ -80,19 +87,64 @@ async fn text(store: &dyn Store, key: &str) -> io::Result<Option<String>> {
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
-async fn read_inputs(store: Arc<dyn Store>, charts: Option<Arc<ChartData>>) -> io::Result<Inputs> {
+/// The config log shown with the config `text`: `log` if it is that
+/// config's, else the store's copy (`config/log/`) if it verifies for it.
+async fn log_for(
+    store: &dyn Store,
+    text: &str,
+    log: Option<Arc<ServedLog>>,
+) -> Option<Arc<ServedLog>> {
+    if let Some(l) = log
+        && l.size() > 0
+        && l.entry(l.size() - 1)
+            .is_some_and(|e| e[..] == *text.as_bytes())
+    {
+        return Some(l);
+    }
+    let files = match LogFiles::read_store(store).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("clearcount: the static site shows no config log: {e}");
+            return None;
+        }
+    };
+    // Verifying hashes the whole log: off the runtime.
+    let config = text.as_bytes().to_vec();
+    let verified =
+        tokio::task::spawn_blocking(move || ServedLog::verify(files, &config, "config/log"))
+            .await
+            .unwrap_or_else(|e| Err(format!("verifying the log failed: {e}")));
+    match verified {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            eprintln!("clearcount: the static site shows no config log: {e}");
+            None
+        }
+    }
+}
+
+async fn read_inputs(
+    store: Arc<dyn Store>,
+    charts: Option<Arc<ChartData>>,
+    log: Option<Arc<ServedLog>>,
+) -> io::Result<Inputs> {
     let archive = super::store::archive_files(&*store).await?;
     let config_text = text(&*store, "config/current.toml").await?;
     let signature = text(&*store, "config/current.toml.minisig").await?;
-    let config = config_text.as_ref().and_then(|t| {
-        let config = CollectionConfig::parse(t, "config/current.toml").ok()?;
-        Some(LoadedConfig {
-            config,
-            text: t.clone(),
-            signature: signature.clone(),
-            verified: false,
-        })
-    });
+    let tlog_proof = text(&*store, "config/current.toml.tlog-proof").await?;
+    let config = match &config_text {
+        Some(t) => match CollectionConfig::parse(t, "config/current.toml") {
+            Ok(config) => Some(LoadedConfig {
+                config,
+                text: t.clone(),
+                signature: signature.clone(),
+                log: log_for(&*store, t, log).await,
+            }),
+            Err(_) => None,
+        },
+        None => None,
+    };
     let public_key = text(&*store, "config/public.key").await?;
     let history = store.list("config/history/").await?.objects;
     let charts = match charts {
@@ -105,6 +157,7 @@ async fn read_inputs(store: Arc<dyn Store>, charts: Option<Arc<ChartData>>) -> i
         signature,
         config,
         public_key,
+        tlog_proof,
         history,
         charts,
     })
@@ -155,17 +208,18 @@ pub async fn publish_site(
     store: Arc<dyn Store>,
     opts: &PublishOptions,
 ) -> io::Result<PublishStats> {
-    publish_site_with(store, opts, None).await
+    publish_site_with(store, opts, None, None).await
 }
 
-/// [`publish_site`], with the chart data of the archive if the caller has
-/// it already (the server keeps it for `/charts`).
+/// [`publish_site`], with the chart data of the archive and the config log
+/// if the caller has them already (the server keeps them for its pages).
 pub(crate) async fn publish_site_with(
     store: Arc<dyn Store>,
     opts: &PublishOptions,
     charts: Option<Arc<ChartData>>,
+    log: Option<Arc<ServedLog>>,
 ) -> io::Result<PublishStats> {
-    let i = read_inputs(store.clone(), charts).await?;
+    let i = read_inputs(store.clone(), charts, log).await?;
     let mut pages = pages(&i, opts);
     // The entry page last: once it is there, the pages it links to are too.
     let index = pages.pop();
@@ -177,6 +231,8 @@ pub(crate) async fn publish_site_with(
         ("site/config.toml", &i.config_text),
         ("site/config.toml.minisig", &i.signature),
         ("site/public.key", &i.public_key),
+        ("site/config.toml.tlog-proof", &i.tlog_proof),
+        ("site/config.toml.proof", &i.tlog_proof),
     ] {
         if let Some(t) = copy {
             objects.push((key, t.clone().into_bytes()));
@@ -214,9 +270,10 @@ mod tests {
                     config,
                     text: text.into(),
                     signature: None,
-                    verified: false,
+                    log: None,
                 }),
             public_key: None,
+            tlog_proof: None,
             history: vec![ObjectMeta {
                 key: "config/history/v3.toml".into(),
                 size: 10,

@@ -44,6 +44,9 @@ name = "tool/command:{build,test,run}"
 rate = 1.0
 "#;
 
+#[path = "../tests/common/publish.rs"]
+mod publish;
+
 const STEPS: [Step; 3] = [Step::Read, Step::List, Step::Commit];
 
 fn week() -> String {
@@ -226,8 +229,8 @@ fn orders() -> Vec<Vec<usize>> {
 /// number).
 fn race_every_order(open: impl Fn(usize) -> (Arc<dyn Store>, Arc<dyn Store>)) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let published = publish::publish(dir.path(), CONFIG);
+    let config = published.config.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -239,6 +242,7 @@ fn race_every_order(open: impl Fn(usize) -> (Arc<dyn Store>, Arc<dyn Store>)) {
         let opts = ServerOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             config: Some(config.clone()),
+            public_key: Some(published.public_key.clone()),
             merge_interval: Duration::from_secs(3600),
             limits: Limits {
                 uploads_per_minute: 0,

@@ -11,6 +11,7 @@
 
 use super::LoadedConfig;
 use super::charts::{ChartData, esc};
+use super::config_log::{ServedLog, Signer};
 use super::store::ObjectMeta;
 use clearcount_protocol::config::CollectionConfig;
 use std::fmt::Write as _;
@@ -45,6 +46,7 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:12px;margin:20px 0}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px}
 .card a{font-weight:600}
+td code{word-break:break-all}
 "#;
 
 /// The `Content-Security-Policy` of the pages: nothing may load, run or
@@ -144,6 +146,13 @@ impl Links {
     /// `public.key`.
     pub fn file(self, name: &str) -> String {
         format!("{}{name}", self.pick("/", ""))
+    }
+
+    /// A file of the config log (`log.vkey`, `entries/<i>`, …): served
+    /// under `/log/`; in the static site, the store's copy under
+    /// `config/log/`.
+    pub fn log_file(self, rel: &str) -> String {
+        format!("{}{rel}", self.pick("/log/", "../config/log/"))
     }
 
     /// The pages of the navigation bar, as (link, label).
@@ -377,10 +386,10 @@ pub fn config_body(
             }
         }),
         Some(c) => {
-            let lead = match (links, c.verified) {
-                (Links::Static, _) => "is in force. Clients verify its signature themselves before using it.",
-                (Links::Live, true) => "is in force; its signature was verified with the public key below. Clients verify it themselves before using it.",
-                (Links::Live, false) => "is in force; its signature was <strong>not</strong> checked by this server (no public key configured). Clients verify it themselves before using it.",
+            let lead = match (links, &c.log) {
+                (Links::Static, Some(_)) => "is in force, the latest entry of the config log below. Clients verify its signature and the log themselves before using it.",
+                (Links::Static, None) => "is in force. Clients verify its signature and its config log themselves before using it.",
+                (Links::Live, _) => "is in force; this server verified its signature with the public key below, and that it is the latest entry of the config log below. Clients verify both themselves before using it.",
             };
             let _ = write!(
                 body,
@@ -401,6 +410,9 @@ pub fn config_body(
                 None => body.push_str(r#"<h2>Signature</h2><p class="muted">None.</p>"#),
             }
         }
+    }
+    if let Some(log) = config.and_then(|c| c.log.as_deref()) {
+        body.push_str(&log_section(links, log));
     }
     match public_key {
         Some(pk) => {
@@ -453,6 +465,153 @@ pub fn config_body(
         }
         body.push_str("</table>");
     }
+    body
+}
+
+/// A POSIX time as `2026-11-16 09:30 UTC`.
+fn utc(t: u64) -> String {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(
+            || t.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+}
+
+/// `1 entry`, `2 entries`.
+fn entries(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "entry" } else { "entries" })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The config log's part of the config page: the log key and policy,
+/// every entry (newest first), the latest checkpoint and who signed it,
+/// and how to audit the log and what a client fetches.
+fn log_section(links: Links, log: &ServedLog) -> String {
+    use clearcount_protocol::tlog::base64_encode;
+    let witnesses = log.policy.witnesses().len();
+    let quorum = if log.has_policy && witnesses > 0 {
+        format!(
+            ", and cosigned by the witnesses its policy requires ({})",
+            esc(&log.policy.describe_quorum())
+        )
+    } else {
+        String::new()
+    };
+    let mut body = format!(
+        r#"<h2 id="log">Config log</h2><p>Every published config is an entry of an append-only public log (an RFC 6962 Merkle tree whose states are C2SP checkpoints; clearcount's <code>counters-spec/config-log.md</code>). A client uses a config only if it is the latest entry of a checkpoint signed by the log key{quorum}, and only if that checkpoint extends every one it accepted before. Serving one installation another config than everyone else would take a second history, which clients, witnesses and auditors all detect.</p>
+<p>The log key (<a href="{}">log.vkey</a>; its name is the log's origin):</p><pre><code>{}</code></pre>"#,
+        esc(&links.log_file("log.vkey")),
+        esc(&log.vkey.to_string()),
+    );
+    if log.has_policy {
+        let _ = write!(
+            body,
+            r#"<p>The trust policy toolchains compile in (<a href="{}">policy</a>): {}.</p>"#,
+            esc(&links.log_file("policy")),
+            if witnesses == 0 {
+                "no witness yet".to_owned()
+            } else {
+                format!(
+                    "{witnesses} witnesses, quorum {}",
+                    esc(&log.policy.describe_quorum())
+                )
+            }
+        );
+    }
+    let _ = write!(
+        body,
+        r#"<h3>Every version</h3><p>{}, newest first. <em>Witnessed</em>: the earliest cosignature of the checkpoint whose latest entry it is.</p><table><tr><th>entry</th><th>version</th><th>witnessed</th><th>SHA-256 of the file</th><th>leaf hash</th></tr>"#,
+        entries(log.history.len() as u64)
+    );
+    for h in log.history.iter().rev() {
+        let witnessed = h.witnessed.map_or_else(
+            || r#"<span class="muted">not witnessed</span>"#.to_owned(),
+            utc,
+        );
+        let _ = write!(
+            body,
+            r#"<tr><td><a href="{}">{}</a></td><td>{}</td><td>{witnessed}</td><td><code>{}</code></td><td><code>{}</code></td></tr>"#,
+            esc(&links.log_file(&format!("entries/{}", h.index))),
+            h.index,
+            h.version,
+            hex(&h.sha256),
+            base64_encode(&h.leaf_hash)
+        );
+    }
+    body.push_str("</table>");
+    let c = &log.checkpoint.checkpoint;
+    let _ = write!(
+        body,
+        r#"<h3>Latest checkpoint</h3><p>The log's state after {} (<a href="{}">checkpoint</a>, a C2SP signed note), with every cosignature gathered:</p><pre><code>{}</code></pre><table><tr><th>signature</th><th>key ID</th><th>what</th></tr>"#,
+        entries(c.size),
+        esc(&links.log_file("checkpoint")),
+        esc(std::str::from_utf8(&log.checkpoint_text).unwrap_or_default())
+    );
+    for s in &log.signatures {
+        let what = match &s.signer {
+            Signer::Log => "the log key".to_owned(),
+            Signer::Witness(name, t) => {
+                format!("witness <strong>{}</strong>, cosigned {}", esc(name), utc(*t))
+            }
+            Signer::Unknown => {
+                r#"<span class="muted">a key the policy does not list (not checked; clients ignore it)</span>"#
+                    .to_owned()
+            }
+        };
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td><code>{:08x}</code></td><td>{what}</td></tr>",
+            esc(&s.name),
+            s.key_id
+        );
+    }
+    body.push_str("</table>");
+    if !log
+        .signatures
+        .iter()
+        .any(|s| matches!(s.signer, Signer::Witness(..)))
+    {
+        body.push_str(r#"<p class="muted">No witness has cosigned this checkpoint.</p>"#);
+    }
+    let sizes: Vec<String> = log
+        .checkpoints
+        .iter()
+        .map(|a| {
+            format!(
+                r#"<a href="{}">{}</a>"#,
+                esc(&links.log_file(&format!("checkpoints/{}", a.size))),
+                a.size
+            )
+        })
+        .collect();
+    let _ = write!(
+        body,
+        "<p>Every checkpoint published, by size: {}.</p>",
+        sizes.join(", ")
+    );
+    let (url, where_) = match (log.policy.log_url(), links) {
+        (Some(u), _) => (esc(u), String::new()),
+        (None, Links::Live) => (
+            "URL/log".to_owned(),
+            " (URL: this server's address, this page's without <code>/config</code>)".to_owned(),
+        ),
+        (None, Links::Static) => (
+            "URL/config/log".to_owned(),
+            " (URL: where the store is published, this page being <code>URL/site/config.html</code>)"
+                .to_owned(),
+        ),
+    };
+    let _ = write!(
+        body,
+        r#"<h3>Audit it</h3><p>Anyone can fetch the whole log, recompute every hash, check every checkpoint's signatures and that all are one history, and print it{where_}:</p><pre><code>clearcount config audit {url}</code></pre><p>What a client fetches with the config: <a href="{}">config.toml.proof</a> (with <code>?old=N</code>, also the consistency proof from the checkpoint of size N it kept) and <a href="{}">config.toml.tlog-proof</a> (a C2SP tlog-proof, for offline verifiers).</p>"#,
+        esc(&links.file("config.toml.proof")),
+        esc(&links.file("config.toml.tlog-proof")),
+    );
     body
 }
 
@@ -541,7 +700,7 @@ mod tests {
             config: CollectionConfig::parse(text, "c").unwrap(),
             text: text.into(),
             signature: None,
-            verified: false,
+            log: None,
         };
         let history = [ObjectMeta {
             key: "config/history/v3.toml".into(),

@@ -536,6 +536,10 @@ impl S3Store {
 /// The `Content-Type` an object is stored with (by its key's extension), so
 /// that a web server or CDN publishing the bucket serves it right.
 pub fn content_type(key: &str) -> &'static str {
+    // The config log's files have no extension (`entries/0`, `log.vkey`).
+    if key.starts_with(crate::config_log::STORE_PREFIX) {
+        return "text/plain; charset=utf-8";
+    }
     let ext = key.rsplit_once('.').map_or("", |(_, e)| e);
     match ext {
         "html" => "text/html; charset=utf-8",
@@ -543,7 +547,7 @@ pub fn content_type(key: &str) -> &'static str {
         "svg" => "image/svg+xml",
         "json" => "application/json",
         "ndjson" => "application/x-ndjson",
-        "toml" | "minisig" | "key" | "txt" => "text/plain; charset=utf-8",
+        "toml" | "minisig" | "key" | "txt" | "proof" | "tlog-proof" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
 }
@@ -870,5 +874,14 @@ mod tests {
             content_type("archive/2026-11-16.ndjson"),
             "application/x-ndjson"
         );
+        for text in [
+            "config/log/entries/0",
+            "config/log/log.vkey",
+            "config/log/checkpoints/3",
+            "site/config.toml.proof",
+            "site/config.toml.tlog-proof",
+        ] {
+            assert_eq!(content_type(text), "text/plain; charset=utf-8", "{text}");
+        }
     }
 }

@@ -10,7 +10,9 @@
 //! | `reports/<week>/<h2>/<hash>.json` | one kept report; `<hash>` is the SHA-256 (hex) of the report's canonical bytes as received, `<h2>` its first two hex digits (a shard) |
 //! | `archive/<week>.ndjson` | every kept report of the week, one per line, in key order |
 //! | `config/current.toml`, `config/current.toml.minisig`, `config/public.key` | the config being served, its signature, the key |
+//! | `config/current.toml.tlog-proof` | the config's C2SP tlog-proof (its inclusion in the config log, the signed checkpoint) |
 //! | `config/history/v<version>.toml` (+ `.minisig`) | every config version the server has used |
+//! | `config/log/…` | a copy of the config log directory (`log.vkey`, `policy`, `entries/<i>`, `checkpoints/<size>`, `checkpoint`), so a static server serves the auditor's endpoints |
 //!
 //! Every write is atomic: readers see the old object or the new one, never
 //! part of one. [`Store::put_if_absent`] is the primitive behind dedup: the

@@ -71,7 +71,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn setup(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
-    std::fs::write(dir.0.join("config.toml"), CONFIG).unwrap();
+    common::publish(&dir.0, CONFIG);
     dir
 }
 
@@ -292,6 +292,14 @@ fn security_headers_on_every_response() {
             "/config",
             "/counters",
             "/config.toml",
+            "/config.toml.proof",
+            "/config.toml.proof?old=x",
+            "/config.toml.tlog-proof",
+            "/log/checkpoint",
+            "/log/checkpoints",
+            "/log/checkpoints/1",
+            "/log/entries/0",
+            "/log/entries/1",
             "/style.css",
             "/no-such-page",
             "/data/nothing.ndjson",

@@ -450,7 +450,7 @@ fn run(
 #[test]
 fn ingest_holds_under_slow_clients_and_chart_traffic() {
     let dir = TempDir::new("load");
-    std::fs::write(dir.0.join("config.toml"), CONFIG).unwrap();
+    common::publish(&dir.0, CONFIG);
     // A 2 MB archive file for the slow readers (10,000 reports, a week
     // with no reports left to merge), which the charts read too.
     let old = week(3);

@@ -68,8 +68,9 @@ impl Server {
     fn start_with(config: &str, min_reports: u64, tune: impl FnOnce(&mut ServerOptions)) -> Server {
         let dir = TempDir::new("srv");
         let data = dir.0.join("data");
-        let cfg = dir.0.join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
+        // Signed and in its config log (`<dir>/log`, found beside it).
+        let published = common::publish(&dir.0, config);
+        let cfg = published.config.clone();
         let counters = dir.0.join("counters");
         std::fs::create_dir_all(&counters).unwrap();
         std::fs::write(counters.join("tool.toml"), COUNTERS).unwrap();
@@ -77,7 +78,8 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             data: data.display().to_string(),
             config: Some(cfg.clone()),
-            public_key: None,
+            public_key: Some(published.public_key.clone()),
+            log: None,
             counters: Some(counters),
             min_reports,
             merge_interval: Duration::from_secs(3600),
@@ -566,6 +568,7 @@ fn the_server_merges_on_its_own_schedule() {
 #[test]
 fn config_is_reloaded_when_the_file_changes() {
     let s = Server::start(CONFIG_V1, 10);
+    let dir = s.config.parent().unwrap().to_path_buf();
     let r = report(0.2, &[("tool/command:build", 1), ("tool/new", 4)]);
     assert_eq!(s.post(&r.to_bytes()).0, 201);
 
@@ -575,10 +578,11 @@ fn config_is_reloaded_when_the_file_changes() {
     let r2 = report(0.21, &[("tool/command:build", 1)]);
     assert_eq!(s.post(&r2.to_bytes()).0, 201);
 
-    // A valid version 2 that declares tool/new.
+    // A valid version 2 that declares tool/new, published (signed, in the
+    // log).
     let v2 = CONFIG_V1.replace("version = 1", "version = 2")
         + "\n[[program.counter]]\nname = \"tool/new\"\nrate = 0.5\n";
-    std::fs::write(&s.config, &v2).unwrap();
+    common::publish(&dir, &v2);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, c) = s.get("/config.toml");
@@ -602,8 +606,9 @@ fn config_is_reloaded_when_the_file_changes() {
     assert_eq!(with_new, 1);
     assert!(kept.iter().any(|k| k.config == 2));
 
-    // A lower version is refused; history holds both versions.
-    std::fs::write(&s.config, CONFIG_V1).unwrap();
+    // A lower version (signed, but an older entry of the log) is refused;
+    // history holds both versions.
+    assert!(common::try_publish(&dir, CONFIG_V1).is_err());
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(s.get("/config.toml").1, v2);
     let (_, page) = s.get("/config");
@@ -615,7 +620,8 @@ fn config_is_reloaded_when_the_file_changes() {
 
 #[test]
 fn a_signed_config_is_verified() {
-    // The published config of the workspace (`config/` at its root).
+    // The published config of the workspace (`config/` at its root), its
+    // log in `config/log/`.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let key = root.join("clearcount.pub");
     let dir = TempDir::new("signed");
@@ -625,6 +631,7 @@ fn a_signed_config_is_verified() {
         data: data.clone(),
         config: Some(config),
         public_key: Some(key.clone()),
+        log: Some(root.join("log")),
         ..ServerOptions::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -652,7 +659,8 @@ fn a_signed_config_is_verified() {
         None,
         async {},
     ));
-    assert!(bad.is_err());
+    let err = bad.unwrap_err();
+    assert!(err.contains("signature"), "{err}");
 }
 
 #[test]
@@ -721,6 +729,7 @@ fn child_process() {
         addr: "127.0.0.1:0".parse().unwrap(),
         data,
         config: Some(dir.join("config.toml")),
+        public_key: Some(dir.join("config.pub")),
         merge_interval: Duration::from_millis(100),
         limits: clearcount_server::Limits {
             uploads_per_minute: 0,
@@ -771,7 +780,7 @@ fn check_archive(data: &Path) -> usize {
 fn kill_9_during_ingest_and_merge_leaves_no_partial_file() {
     use std::io::BufRead;
     let dir = TempDir::new("kill");
-    std::fs::write(dir.0.join("config.toml"), CONFIG_V1).unwrap();
+    common::publish(&dir.0, CONFIG_V1);
     let data = dir.0.join("data");
 
     // 1. Kill the server while four clients upload as fast as they can.
@@ -858,7 +867,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn server_memory_stays_flat_under_load() {
     use std::io::BufRead;
     let dir = TempDir::new("mem");
-    std::fs::write(dir.0.join("config.toml"), CONFIG_V1).unwrap();
+    common::publish(&dir.0, CONFIG_V1);
     let mut child = KillOnDrop(spawn_child("serve", &dir.0));
     let pid = child.0.id();
     let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();

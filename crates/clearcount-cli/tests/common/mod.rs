@@ -90,3 +90,60 @@ pub fn run_err(cmd: &mut Command) -> String {
     assert!(line.starts_with("clearcount: "), "{line}");
     line
 }
+
+/// A config published with the command, as a maintainer does it: a
+/// minisign key pair (`<dir>/config.pub`, `<dir>/config.key`) and a log key
+/// pair (`<dir>/log.vkey`, `<dir>/log.skey`) made on first use with
+/// `config log-init` of `<dir>/log`; then `config publish` of `config` as
+/// `<dir>/config.toml`, checked against the declared counters in
+/// `counters` (signed, appended to the log). Returns the config's path;
+/// the server finds the log beside it.
+pub fn publish_config(dir: &std::path::Path, config: &str, counters: &std::path::Path) -> PathBuf {
+    let p = |rel: &str| dir.join(rel);
+    if !p("config.pub").exists() {
+        run_ok(
+            clearcount()
+                .args(["config", "keygen", "--public-key"])
+                .arg(p("config.pub"))
+                .arg("--secret-key")
+                .arg(p("config.key")),
+        );
+        run_ok(
+            clearcount()
+                .args([
+                    "config",
+                    "log-keygen",
+                    "--name",
+                    "test.clearcount.example/config-log",
+                    "--vkey",
+                ])
+                .arg(p("log.vkey"))
+                .arg("--skey")
+                .arg(p("log.skey")),
+        );
+        run_ok(
+            clearcount()
+                .args(["config", "log-init", "--log"])
+                .arg(p("log"))
+                .arg("--vkey")
+                .arg(p("log.vkey")),
+        );
+    }
+    std::fs::write(p("config.toml"), config).unwrap();
+    run_ok(
+        clearcount()
+            .args(["config", "publish", "--config"])
+            .arg(p("config.toml"))
+            .arg("--counters")
+            .arg(counters)
+            .arg("--secret-key")
+            .arg(p("config.key"))
+            .arg("--public-key")
+            .arg(p("config.pub"))
+            .arg("--log-key")
+            .arg(p("log.skey"))
+            .arg("--log")
+            .arg(p("log")),
+    );
+    p("config.toml")
+}

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+/// Publishing the config (signed, in its config log), as the tests do.
+#[path = "../../tests/common/publish.rs"]
+pub mod publish;
+
 use clearcount_protocol::report::{ProgramReport, Report};
 use clearcount_server::ServerOptions;
 use std::net::SocketAddr;
@@ -85,6 +89,8 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             data: data.to_owned(),
             config: Some(config.to_path_buf()),
+            // Published with `publish::publish`: the key beside the config.
+            public_key: Some(config.with_file_name("config.pub")),
             merge_interval: Duration::from_secs(3600),
             // Every client of a bench is 127.0.0.1.
             limits: clearcount_server::Limits {

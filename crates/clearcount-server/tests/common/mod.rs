@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod publish;
+
+#[allow(unused_imports)]
+pub use publish::{PublishedConfig, publish, try_publish};
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,8 +201,9 @@ pub struct ChildServer {
 
 impl ChildServer {
     /// Starts `child_server` with the data in `<dir>/data`, the config
-    /// `<dir>/config.toml`, and `settings` (`name=value,...`, see
-    /// [`child_main`]).
+    /// `<dir>/config.toml` (published with [`publish`]: its key
+    /// `<dir>/config.pub`, its log `<dir>/log`), and `settings`
+    /// (`name=value,...`, see [`child_main`]).
     pub fn start(dir: &std::path::Path, settings: &str) -> ChildServer {
         let out = dir.join("server.out");
         let child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -266,6 +271,7 @@ pub fn child_main() {
         addr: "127.0.0.1:0".parse().unwrap(),
         data: dir.join("data").display().to_string(),
         config: Some(dir.join("config.toml")),
+        public_key: Some(dir.join("config.pub")),
         merge_interval: std::time::Duration::from_secs(3600),
         ..Default::default()
     };
