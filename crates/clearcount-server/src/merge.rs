@@ -2,7 +2,8 @@
 //! newline-delimited JSON file, `archive/<week>.ndjson`.
 //!
 //! The merge streams: it lists one shard of keys at a time
-//! (`reports/<week>/<h2>/`, 1/256 of the week), reads one report at a time,
+//! (`reports/<week>/<h2>/`, 1/256 of the week; a few shards are listed
+//! ahead, so a remote store's round trips overlap), reads one report at a time,
 //! and appends it to a temporary file that then replaces the old archive
 //! atomically. Reports are written in key order and as stored (canonical
 //! bytes), so merging twice gives the same bytes. The `week` of an archive
@@ -140,14 +141,14 @@ pub(crate) async fn merge_week_watched(
     }
     let handle = tokio::runtime::Handle::current();
     super::background("clearcount-merge", move || {
-        merge_week_blocking(&handle, &*store, &week, &*watch)
+        merge_week_blocking(&handle, &store, &week, &*watch)
     })
     .await
 }
 
 fn merge_week_blocking(
     rt: &tokio::runtime::Handle,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     week: &str,
     watch: &dyn Watch,
 ) -> io::Result<MergeStats> {
@@ -192,11 +193,16 @@ fn merge_week_blocking(
     )))
 }
 
+/// Shard listings a merge keeps under way ahead of the shard it reads: a
+/// remote store's round trip per shard overlaps with reading the shards
+/// before it (and, on S3, listing a shard starts fetching its reports).
+const LIST_AHEAD: usize = 4;
+
 /// Lists the week's reports (key order) into a new scratch file: its path
 /// and what it holds.
 fn list_into_scratch(
     rt: &tokio::runtime::Handle,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     week: &str,
 ) -> io::Result<(std::path::PathBuf, MergeStats)> {
     let scratch = store.scratch_dir();
@@ -214,8 +220,18 @@ fn list_into_scratch(
         };
         let week_prefix = format!("reports/{week}/");
         let shards = rt.block_on(store.list(&week_prefix))?;
-        for shard in &shards.dirs {
-            let listing = rt.block_on(store.list(shard))?;
+        let list = |shard: &String| {
+            let (store, shard) = (store.clone(), shard.clone());
+            rt.spawn(async move { store.list(&shard).await })
+        };
+        let mut ahead: std::collections::VecDeque<_> =
+            shards.dirs.iter().take(LIST_AHEAD).map(list).collect();
+        let mut next = shards.dirs.iter().skip(LIST_AHEAD);
+        while let Some(listing) = ahead.pop_front() {
+            let listing = rt.block_on(listing).map_err(io::Error::other)??;
+            if let Some(shard) = next.next() {
+                ahead.push_back(list(shard));
+            }
             for obj in &listing.objects {
                 if !obj.key.ends_with(".json") {
                     continue;

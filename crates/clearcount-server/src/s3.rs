@@ -159,7 +159,7 @@ pub struct S3Store {
 /// report; listing a report shard starts fetching its reports, a few at a
 /// time and a bounded number ahead, so that the merge's `get`s find them
 /// here. Reports are immutable, so a fetched one stays valid.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ReadAhead {
     /// key → (when the fetch started, the report once fetched). The slot's
     /// lock is held by its fetch until it is done, so a `get` that comes
@@ -170,9 +170,23 @@ struct ReadAhead {
     /// The last report key read (reads go in key order within a shard): a
     /// read-ahead that fell behind skips the keys already read.
     cursor: std::sync::Mutex<String>,
+    /// Fetches under way, for every shard being fetched ahead (the merge
+    /// lists a few shards ahead).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
-/// Reports fetched at once by the read-ahead.
+impl Default for ReadAhead {
+    fn default() -> ReadAhead {
+        ReadAhead {
+            entries: Default::default(),
+            room: Default::default(),
+            cursor: Default::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_CONCURRENCY)),
+        }
+    }
+}
+
+/// Reports fetched at once by the read-ahead (all shards together).
 const READ_AHEAD_CONCURRENCY: usize = 16;
 /// Reports held at most by the read-ahead (each at most 64 KiB).
 const READ_AHEAD_WINDOW: usize = 256;
@@ -460,7 +474,7 @@ impl S3Store {
         let inner = self.inner.clone();
         let ra = self.read_ahead.clone();
         rt.spawn(async move {
-            let permits = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_CONCURRENCY));
+            let permits = ra.permits.clone();
             for (key, path) in keys {
                 while ra.len() >= READ_AHEAD_WINDOW {
                     let room = ra.room.notified();
