@@ -51,6 +51,12 @@ opt-level = "s"
 codegen-units = 1
 [profile.release.package.minisign-verify]
 opt-level = "s"
+codegen-units = 1
+[profile.release.package.ed25519-compact]
+opt-level = "s"
+codegen-units = 1
+[profile.release.package.sha2]
+opt-level = "s"
 codegen-units = 1'
 
 # crate NAME DEPENDENCY-LINES MAIN.RS [PROFILE-LINES]
