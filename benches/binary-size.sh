@@ -23,41 +23,16 @@ work="$root/target/binary-size"
 rm -rf "$work"
 mkdir -p "$work"
 
-# What the README recommends a toolchain adds to its Cargo.toml.
-recommended='
-[profile.release.package.clearcount]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.clearcount-protocol]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.backtrace]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.addr2line]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.gimli]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.object]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.miniz_oxide]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.rustc-demangle]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.minisign-verify]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.ed25519-compact]
-opt-level = "s"
-codegen-units = 1
-[profile.release.package.sha2]
-opt-level = "s"
-codegen-units = 1'
+# What the README recommends a toolchain adds to its Cargo.toml: opt-level
+# "s" and one codegen unit for each of these packages.
+recommended=''
+for package in clearcount clearcount-protocol backtrace addr2line gimli object \
+    miniz_oxide rustc-demangle minisign-verify ed25519-compact sha2; do
+    recommended+="
+[profile.release.package.$package]
+opt-level = \"s\"
+codegen-units = 1"
+done
 
 # crate NAME DEPENDENCY-LINES MAIN.RS [PROFILE-LINES]
 crate() {

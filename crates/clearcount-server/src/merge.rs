@@ -224,14 +224,12 @@ fn list_into_scratch(
             let (store, shard) = (store.clone(), shard.clone());
             rt.spawn(async move { store.list(&shard).await })
         };
+        let mut shards = shards.dirs.iter();
         let mut ahead: std::collections::VecDeque<_> =
-            shards.dirs.iter().take(LIST_AHEAD).map(list).collect();
-        let mut next = shards.dirs.iter().skip(LIST_AHEAD);
+            shards.by_ref().take(LIST_AHEAD).map(list).collect();
         while let Some(listing) = ahead.pop_front() {
             let listing = rt.block_on(listing).map_err(io::Error::other)??;
-            if let Some(shard) = next.next() {
-                ahead.push_back(list(shard));
-            }
+            ahead.extend(shards.next().map(list));
             for obj in &listing.objects {
                 if !obj.key.ends_with(".json") {
                     continue;
