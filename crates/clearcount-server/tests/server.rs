@@ -88,6 +88,7 @@ impl Server {
                 uploads_per_minute: 0,
                 ..Default::default()
             },
+            metrics_addr: None,
         };
         tune(&mut opts);
         let rt = tokio::runtime::Builder::new_multi_thread()
