@@ -13,12 +13,14 @@
 //!
 //!  every merge interval (and `clearcount merge`):
 //!      reports/<week>/**  ──stream──▶  archive/<week>.ndjson   (atomic replace)
+//!      archive/<week>.ndjson ──▶ archive/<week>.parquet, .csv  (tidy tables)
 //!      then the static site: site/*.html  (see `publish`)
 //!
 //!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG,
 //!                                               built once per change)
 //!  GET /config.toml (+ .minisig, .proof?old=N, .tlog-proof)   the config and
 //!  GET /log/…                                 its config log, from memory
+//!  GET /metrics   on --metrics-addr only      OpenMetrics, for operators
 //! ```
 //!
 //! 0. **Connections** (`listen.rs`, `limits.rs`). HTTP/1.1 over hyper with
@@ -62,6 +64,11 @@
 //!    corrupt it nor replace it with an older listing. The server merges the
 //!    weeks it can still receive reports for every
 //!    [`ServerOptions::merge_interval`]; `clearcount merge` rebuilds them all.
+//!    After each week's merge, its tidy tables are rebuilt from the archive
+//!    file ([`tables`]): `archive/<week>.parquet` and `.csv`, one row per
+//!    build, counter bucket and stack with the reports that have it and the
+//!    sum of their counts, leaving out rows of fewer than
+//!    [`ServerOptions::min_reports`] reports.
 //! 4. **Public pages** (`pages.rs`, `charts.rs`, `render.rs`, `publish.rs`). `/` says what this is,
 //!    `/charts` draws per program the distribution of versions, systems and
 //!    architectures, and each declared counter's buckets over the weeks, as
@@ -69,7 +76,7 @@
 //!    than [`ServerOptions::min_reports`] reports in a week is not shown;
 //!    the 10 most reported values per chart, the rest as `other`, at most
 //!    200 values tracked per chart), built by streaming the archive files.
-//!    `/data/` lists the archive files
+//!    `/data/` lists the archive files and their tables, with their sizes,
 //!    for download, `/config` shows the config being served, its signature,
 //!    the public key, its config log (every version with its leaf index,
 //!    hashes and when it was witnessed, the latest checkpoint and its
@@ -99,6 +106,12 @@
 //!    cosignatures), and its log extends the one served. Otherwise the old
 //!    config keeps being served and one line says why. Each version used is
 //!    recorded under `config/history/` in the store.
+//! 7. **Metrics** (`metrics.rs`). With [`ServerOptions::metrics_addr`], a
+//!    second listener serves `/metrics` in OpenMetrics text: uploads
+//!    accepted and refused by reason, connections served and refused over
+//!    the cap, merge runs and their durations, the archive's reports and
+//!    bytes, the config's version and its log's size, and store errors by
+//!    operation. Nothing about a sender is in them.
 //!
 //! # Example
 //!
@@ -126,18 +139,21 @@ mod ingest;
 mod limits;
 mod listen;
 mod merge;
+mod metrics;
 mod pages;
 mod publish;
 mod render;
 #[cfg(feature = "s3")]
 mod s3;
 mod store;
+pub mod tables;
 
 #[cfg(test)]
 mod race_tests;
 
 pub use limits::Limits;
-pub use merge::{MergeStats, merge_blocking};
+pub use merge::{MergeStats, merge_archive_blocking, merge_blocking};
+pub use tables::{TableStats, tables_blocking};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -179,12 +195,17 @@ pub struct ServerOptions {
     /// A directory of declared-counter files (`<program>.toml`), shown on
     /// `/counters`.
     pub counters: Option<PathBuf>,
-    /// A bucket seen in fewer reports than this in a week is not charted.
+    /// A bucket seen in fewer reports than this in a week is not charted,
+    /// and a row of the archive's tables that fewer reports of its week
+    /// have is left out of them ([`tables`]).
     pub min_reports: u64,
     /// How often the archive of recent weeks is rebuilt.
     pub merge_interval: Duration,
     /// Connection, upload and rate limits.
     pub limits: Limits,
+    /// Where to serve `/metrics` (OpenMetrics text, for operators): an
+    /// address of its own, never the public one. `None`: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
@@ -199,6 +220,7 @@ impl Default for ServerOptions {
             min_reports: 10,
             merge_interval: Duration::from_secs(60),
             limits: Limits::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -251,6 +273,8 @@ pub(crate) struct AppState {
     pub(crate) client_ip_header: Option<axum::http::HeaderName>,
     /// Upload bytes that may be in flight (one permit a byte).
     pub(crate) upload_budget: Arc<tokio::sync::Semaphore>,
+    /// Operators' metrics (served only on `metrics_addr`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -500,8 +524,8 @@ async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf) {
     }
 }
 
-/// Rebuilds the archive of the weeks still open for reports, every
-/// `interval` and whenever asked, then the static site.
+/// Rebuilds the archive of the weeks still open for reports, and their
+/// tables, every `interval` and whenever asked, then the static site.
 async fn merge_loop(state: Arc<AppState>, interval: Duration) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -518,16 +542,24 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
         // On the first run, and for the weeks this process saw, merge; other
         // instances on a shared store cover their own weeks, and every
         // instance rebuilds all open weeks at start.
-        let result = if first {
-            merge::merge_open_weeks(state.store.clone(), now()).await
+        let started = std::time::Instant::now();
+        let weeks = if first {
+            merge::open_weeks(&*state.store, now()).await
         } else if dirty.is_empty() {
             continue;
         } else {
-            merge::merge_weeks(state.store.clone(), dirty.iter().cloned().collect()).await
+            Ok(dirty.iter().cloned().collect())
         };
         first = false;
+        let result = match weeks {
+            Ok(weeks) => merge_weeks(&state, weeks).await,
+            Err(e) => Err(e),
+        };
+        state
+            .metrics
+            .merge_run(result.is_ok(), started.elapsed().as_secs_f64());
         match result {
-            Ok(_) => publish(&state).await,
+            Ok(()) => publish(&state).await,
             Err(e) => {
                 eprintln!("clearcount serve: merge failed: {e}");
                 if let Ok(mut d) = state.dirty.lock() {
@@ -536,6 +568,19 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
             }
         }
     }
+}
+
+/// Merges the archive of `weeks` and rebuilds their tables, with the
+/// server's `min_reports`; records what it did in the metrics.
+async fn merge_weeks(state: &AppState, weeks: Vec<String>) -> std::io::Result<()> {
+    let done = tables::merge_and_tabulate(state.store.clone(), weeks, state.min_reports).await?;
+    for w in &done {
+        state.metrics.archive_week(&w.week, w.merged.reports);
+    }
+    if let Ok(listing) = state.store.list("archive/").await {
+        state.metrics.archive_listing(&listing);
+    }
+    Ok(())
 }
 
 /// Rebuilds the static site (`site/`) after a merge, with the server's
@@ -652,6 +697,9 @@ pub(crate) async fn serve_store(
         ),
         None => None,
     };
+    // Every store error anywhere counts in the metrics.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store = metrics::MeteredStore::wrap(store, metrics.clone());
     let state = Arc::new(AppState {
         store,
         config: RwLock::new(config),
@@ -669,6 +717,7 @@ pub(crate) async fn serve_store(
                 .clamp(MAX_BODY, tokio::sync::Semaphore::MAX_PERMITS),
         )),
         limits: opts.limits.clone(),
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -677,6 +726,20 @@ pub(crate) async fn serve_store(
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let mut tasks = Vec::new();
+    if let Some(at) = opts.metrics_addr {
+        let metrics_listener = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+        let bound = metrics_listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+        eprintln!("clearcount serve: metrics (OpenMetrics) on http://{bound}/metrics");
+        tasks.push(tokio::spawn(metrics::serve(
+            metrics_listener,
+            state.clone(),
+            std::future::pending(),
+        )));
+    }
     if let (Some(path), Some(log)) = (opts.config.clone(), log_dir) {
         tasks.push(tokio::spawn(watch_config(state.clone(), path, log)));
     }
@@ -686,7 +749,7 @@ pub(crate) async fn serve_store(
         let _ = tx.send(addr);
     }
     let app = router(state.clone());
-    let result = listen::serve(listener, app, &opts.limits, shutdown).await;
+    let result = listen::serve(listener, app, &opts.limits, state.metrics.clone(), shutdown).await;
     for t in &tasks {
         t.abort();
     }
@@ -697,7 +760,7 @@ pub(crate) async fn serve_store(
         .map(|d| d.iter().cloned().collect())
         .unwrap_or_default();
     if !weeks.is_empty()
-        && let Err(e) = merge::merge_weeks(state.store.clone(), weeks).await
+        && let Err(e) = merge_weeks(&state, weeks).await
     {
         eprintln!("clearcount serve: final merge failed: {e}");
     }

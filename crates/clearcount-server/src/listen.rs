@@ -18,6 +18,7 @@
 //! [`crate::store::Store::open_async`]).
 
 use super::limits::{Limits, Peer};
+use super::metrics::Metrics;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
@@ -87,6 +88,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let cap = connection_cap(limits.max_connections);
@@ -116,7 +118,9 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = conns.clone().try_acquire_owned() else {
-            if let Ok(p) = overflow.clone().try_acquire_owned() {
+            let answered = overflow.clone().try_acquire_owned();
+            metrics.connection_refused(answered.is_ok());
+            if let Ok(p) = answered {
                 tokio::spawn(async move {
                     busy(stream).await;
                     drop(p);
@@ -124,6 +128,7 @@ pub(crate) async fn serve(
             }
             continue;
         };
+        let open = metrics.connection();
         let app = app.clone();
         let http = http.clone();
         let mut stop = stop_rx.clone();
@@ -145,6 +150,7 @@ pub(crate) async fn serve(
                 }
             }
             drop(permit);
+            drop(open);
         });
     }
     drop(listener);

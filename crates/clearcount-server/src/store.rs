@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `reports/<week>/<h2>/<hash>.json` | one kept report; `<hash>` is the SHA-256 (hex) of the report's canonical bytes as received, `<h2>` its first two hex digits (a shard) |
 //! | `archive/<week>.ndjson` | every kept report of the week, one per line, in key order |
+//! | `archive/<week>.parquet`, `archive/<week>.csv` | the week's tidy tables, rebuilt from its archive file (see [`crate::tables`]) |
 //! | `config/current.toml`, `config/current.toml.minisig`, `config/public.key` | the config being served, its signature, the key |
 //! | `config/current.toml.tlog-proof` | the config's C2SP tlog-proof (its inclusion in the config log, the signed checkpoint) |
 //! | `config/history/v<version>.toml` (+ `.minisig`) | every config version the server has used |
@@ -138,6 +139,14 @@ pub trait Store: Send + Sync + 'static {
     /// An async reader over the object, for sending it to a client: it
     /// reads only as fast as it is polled, and holds no thread in between.
     fn open_async<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<AsyncObjectReader>>;
+    /// [`Store::open_async`], with the size of the object opened when the
+    /// store knows it (a response's `Content-Length`).
+    fn open_sized<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<(AsyncObjectReader, Option<u64>)>> {
+        Box::pin(async move { Ok(self.open_async(key).await?.map(|r| (r, None))) })
+    }
     /// One level of keys under `prefix` (which is empty or ends in `/`).
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing>;
     /// Removes the object; no error if there is none.
@@ -470,6 +479,25 @@ impl Store for DirStore {
         })
     }
 
+    fn open_sized<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<(AsyncObjectReader, Option<u64>)>> {
+        let p = self.path(key);
+        Box::pin(async move {
+            match tokio::fs::File::open(p?).await {
+                Ok(f) => {
+                    // The size of the file opened: a replace renames a new
+                    // file into place and leaves this one as it is.
+                    let size = f.metadata().await?.len();
+                    Ok(Some((Box::pin(f) as AsyncObjectReader, Some(size))))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing> {
         let h = self.clone();
         let prefix = prefix.to_owned();
@@ -573,13 +601,24 @@ pub fn archive_key(week: &str) -> String {
 /// The weekly archive files (`archive/<week>.ndjson`), in key order (oldest
 /// week first).
 pub async fn archive_files(store: &dyn Store) -> io::Result<Vec<ObjectMeta>> {
-    Ok(store
-        .list("archive/")
-        .await?
-        .objects
-        .into_iter()
-        .filter(|o| o.key.ends_with(".ndjson"))
-        .collect())
+    Ok(archive_and_tables(store).await?.0)
+}
+
+/// The weekly archive files and, apart, their tables
+/// (`archive/<week>.parquet`, `archive/<week>.csv`, see
+/// [`crate::tables`]), each in key order, from one listing.
+pub async fn archive_and_tables(
+    store: &dyn Store,
+) -> io::Result<(Vec<ObjectMeta>, Vec<ObjectMeta>)> {
+    let (mut archive, mut tables) = (Vec::new(), Vec::new());
+    for o in store.list("archive/").await?.objects {
+        if o.key.ends_with(".ndjson") {
+            archive.push(o);
+        } else if o.key.ends_with(".parquet") || o.key.ends_with(".csv") {
+            tables.push(o);
+        }
+    }
+    Ok((archive, tables))
 }
 
 #[cfg(test)]
