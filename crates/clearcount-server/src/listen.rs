@@ -285,22 +285,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stall<T> {
 mod tests {
     use super::*;
 
-    /// A write the peer never takes fails after the timeout; one it takes
-    /// goes through.
+    /// A write the peer never takes fails after the timeout, not before
+    /// (on tokio's paused clock: no real time passes); one it takes goes
+    /// through.
     #[test]
     fn a_stalled_write_times_out() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .unwrap();
         rt.block_on(async {
             let (a, mut b) = tokio::io::duplex(1024);
             let mut s = Stall::new(a, Duration::from_millis(200));
             s.write_all(&[1u8; 1024]).await.unwrap();
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let e = s.write_all(&[2u8; 10]).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-            assert!(started.elapsed() >= Duration::from_millis(190));
+            assert_eq!(started.elapsed(), Duration::from_millis(200));
             let mut got = vec![0u8; 1024];
             b.read_exact(&mut got).await.unwrap();
             s.write_all(&[3u8; 10]).await.unwrap();
