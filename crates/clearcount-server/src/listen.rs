@@ -8,7 +8,9 @@
 //! - a client has [`Limits::header_timeout`] to send a request's headers,
 //!   and a kept-alive connection closes after as long idle (slowloris);
 //! - a response the client does not read for [`Limits::write_timeout`]
-//!   ends the connection ([`Stall`]);
+//!   ends the connection ([`Stall`]); the kernel queues at most
+//!   [`UNSENT_MAX`] unsent bytes for a connection (Linux), so a client that
+//!   does not read costs a few KiB, not a whole file in kernel memory;
 //! - each request carries the connection's address as a [`Peer`] extension,
 //!   for the rate limiter; it is never logged (nothing here logs a
 //!   connection).
@@ -32,6 +34,16 @@ use tokio::sync::Semaphore;
 
 /// Connections over the cap being answered `503` at once.
 pub(crate) const OVERFLOW: usize = 256;
+
+/// The most bytes a connection's socket holds unsent (`TCP_NOTSENT_LOWAT`,
+/// Linux): a write waits once that many are queued. Without it the kernel
+/// grows a socket's send buffer to megabytes, and a client that asks for
+/// an archive file and never reads has the server read the whole file and
+/// queue it in kernel memory (1,600 such clients: gigabytes, and the
+/// processor time to read and copy them). It caps only what is not sent
+/// yet, so it does not slow a client that reads, however far away.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNSENT_MAX: u32 = 16 * 1024;
 
 /// How long a stopping server waits for the requests in flight.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(10);
@@ -115,6 +127,8 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_MAX);
         let Ok(permit) = conns.clone().try_acquire_owned() else {
             if let Ok(p) = overflow.clone().try_acquire_owned() {
                 tokio::spawn(async move {
