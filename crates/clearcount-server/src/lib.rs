@@ -31,12 +31,17 @@
 //!    lives in memory only, and security headers on every response.
 //!
 //!    Who runs what: every connection is an async task on the runtime's
-//!    worker threads, and none blocks one. The blocking pool only runs
-//!    short file operations (a report written, a listing, one 16 KiB read of
-//!    an archive file when its client can take it), so a slow client holds
-//!    a connection slot and a buffer, never a thread. Merges and page builds
-//!    run on threads of their own at a lower priority (nice 10), so they
-//!    neither share a pool with ingest nor take its processors.
+//!    worker threads. A report is written to the directory store on the
+//!    worker that received it: a handful of system calls on a local
+//!    directory, no `fsync`, cheaper than a hop to another thread and back
+//!    (which cost more processor time than the write, in wakeups and
+//!    switches). The blocking pool runs the other short file operations (a
+//!    listing, one 16 KiB read of an archive file when its client can take
+//!    it), so a slow client holds a connection slot and a buffer, never a
+//!    thread, and the kernel holds at most 16 KiB it has not sent for it
+//!    (see `listen.rs`). Merges and page builds run on threads of their
+//!    own at a lower priority (nice 10), so they neither share a pool with
+//!    ingest nor take its processors.
 //! 1. **Ingest** (`ingest.rs`). A body over 64 KiB is refused (413). The
 //!    report is parsed strictly: unknown fields, wrong types, a bad week, X
 //!    out of `[0, 1)`, negative counts or a bad counter name are refused with

@@ -671,7 +671,6 @@ fn bounded_load_loses_nothing() {
     let s = Server::start(CONFIG_V1, 10);
     let reports = many_reports(THREADS * PER_THREAD, 3);
     let base = s.base.clone();
-    let start = Instant::now();
     let handles: Vec<_> = reports
         .chunks(PER_THREAD)
         .map(|chunk| {
@@ -693,8 +692,6 @@ fn bounded_load_loses_nothing() {
         })
         .collect();
     let created: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
     let distinct: std::collections::BTreeSet<Vec<u8>> =
         reports.iter().map(|r| r.to_bytes()).collect();
     assert_eq!(created, distinct.len());
@@ -703,11 +700,6 @@ fn bounded_load_loses_nothing() {
     assert_eq!(stats.reports as usize, distinct.len());
     // The server still answers.
     assert_eq!(s.get("/").0, 200);
-    eprintln!(
-        "{} uploads in {elapsed:?} ({:.0}/s)",
-        reports.len(),
-        reports.len() as f64 / elapsed.as_secs_f64()
-    );
 }
 
 /// Not a test by itself: the child process of
@@ -907,7 +899,6 @@ fn server_memory_stays_flat_under_load() {
         .iter()
         .map(|r| r.to_bytes())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
     let send = |batch: &[Vec<u8>]| {
         std::thread::scope(|s| {
             for part in batch.chunks(batch.len().div_ceil(4)) {
@@ -915,7 +906,6 @@ fn server_memory_stays_flat_under_load() {
                 s.spawn(move || {
                     let a = agent();
                     for body in part {
-                        assert!(Instant::now() < deadline, "load test ran out of time");
                         let r = a.post(&url).send(&body[..]).expect("transport error");
                         assert!(r.status().is_success(), "status {}", r.status());
                     }
