@@ -111,7 +111,12 @@
 //!    cosignatures), and its log extends the one served. Otherwise the old
 //!    config keeps being served and one line says why. Each version used is
 //!    recorded under `config/history/` in the store.
-//! 7. **Metrics** (`metrics.rs`). With [`ServerOptions::metrics_addr`], a
+//! 7. **The local view** ([`local`]). Not part of the collection server:
+//!    `clearcount view --web` serves one installation's own data (this
+//!    week's counts, its local reports, what the next upload would send)
+//!    on 127.0.0.1 behind a random token, with these pages' layout,
+//!    charts, connection layer and security headers.
+//! 8. **Metrics** (`metrics.rs`). With [`ServerOptions::metrics_addr`], a
 //!    second listener serves `/metrics` in OpenMetrics text: uploads
 //!    accepted and refused by reason, connections served and refused over
 //!    the cap, merge runs and their durations, the archive's reports and
@@ -143,6 +148,7 @@ mod config_log;
 mod ingest;
 mod limits;
 mod listen;
+pub mod local;
 mod merge;
 mod metrics;
 mod pages;

@@ -180,11 +180,6 @@ impl Links {
 /// with the navigation (`active` is the link of the current page, shown
 /// highlighted), and `body` (HTML) in `<main>`.
 pub fn page(title: &str, active: &str, body: &str, links: Links) -> String {
-    let mut nav = String::new();
-    for (href, label) in links.nav() {
-        let class = if href == active { r#" class="on""# } else { "" };
-        let _ = write!(nav, r#"<a href="{href}"{class}>{label}</a>"#);
-    }
     let csp = match links {
         Links::Live => String::new(),
         Links::Static => format!(
@@ -192,10 +187,34 @@ pub fn page(title: &str, active: &str, body: &str, links: Links) -> String {
             meta_policy()
         ),
     };
+    layout(title, links.home(), &links.nav(), active, &csp, body)
+}
+
+/// The layout of [`page`] with any navigation: `home` is the brand's link,
+/// `nav` the (link, label) pairs of the header (`active` the current one),
+/// `head` extra elements for `<head>` (HTML), `body` (HTML) goes in
+/// `<main>`. The local view of one's own data (`crate::local`) uses it
+/// with its own pages.
+pub fn layout(
+    title: &str,
+    home: &str,
+    nav: &[(&str, &str)],
+    active: &str,
+    head: &str,
+    body: &str,
+) -> String {
+    let mut links = String::new();
+    for (href, label) in nav {
+        let class = if *href == active {
+            r#" class="on""#
+        } else {
+            ""
+        };
+        let _ = write!(links, r#"<a href="{href}"{class}>{label}</a>"#);
+    }
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">{csp}<meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · clearcount</title><style>{CSS}</style></head><body><header><div class="in"><a class="brand" href="{}">clearcount</a><nav>{nav}</nav></div></header><main>{body}</main></body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">{head}<meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · clearcount</title><style>{CSS}</style></head><body><header><div class="in"><a class="brand" href="{home}">clearcount</a><nav>{links}</nav></div></header><main>{body}</main></body></html>"#,
         esc(title),
-        links.home()
     )
 }
 
@@ -271,9 +290,16 @@ pub fn index_body(
 /// [`ChartData::to_charts`] with threshold `k`, as inline SVG.
 pub fn charts_body(data: &ChartData, config: Option<&CollectionConfig>, k: u64) -> String {
     let mut body = String::from("<h1>Charts</h1>");
+    // With k = 1 (the local view of one installation's reports) no bucket
+    // is hidden, and the page does not say so.
+    let threshold = if k > 1 {
+        format!("; a bucket seen in fewer than {k} reports in a week is not shown")
+    } else {
+        String::new()
+    };
     let _ = write!(
         body,
-        r#"<p class="lead">{} reports over {} weeks. Each chart counts the reports that have a bucket; a bucket seen in fewer than {k} reports in a week is not shown.</p>"#,
+        r#"<p class="lead">{} reports over {} weeks. Each chart counts the reports that have a bucket{threshold}.</p>"#,
         data.total,
         data.weeks.len(),
     );
