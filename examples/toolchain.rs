@@ -1,10 +1,10 @@
 //! `mytool`: a fuller example toolchain using every helper of
 //! [`clearcount::kit`]: the panic counter, flag counting with clap (and for
 //! plain arguments), the mounted `telemetry` subcommand, the first-run
-//! notice and a histogram.
+//! notice, the opt-in prompt (`build --ask`) and a histogram.
 //!
 //! ```text
-//! mytool [--verbose] build [--release] [--jobs N] [--name NAME] [--work-ms MS]
+//! mytool [--verbose] build [--release] [--jobs N] [--name NAME] [--work-ms MS] [--ask]
 //! mytool crash [--name NAME]          panic (the message holds NAME)
 //! mytool legacy [ARGS...]             count plain arguments against an allow-list
 //! mytool telemetry on|off|local|status [--json]|view|report [--dry-run]|upload|clean
@@ -27,7 +27,7 @@
 //! question = "Which subcommands are used?"
 //!
 //! [[counter]]
-//! name = "mytool/flag:{verbose,release,jobs,j,name,work-ms,json,dry-run,upload-url,config-url,public-key,ceiling,timeout,other}"
+//! name = "mytool/flag:{verbose,release,jobs,j,name,work-ms,ask,json,dry-run,upload-url,config-url,public-key,ceiling,timeout,other}"
 //! kind = "plain"
 //! description = "One count per run for each flag given on the command line. Never its value."
 //! question = "Which flags are used, and which could go?"
@@ -37,6 +37,12 @@
 //! kind = "plain"
 //! description = "How long a build took, as one count in one of four buckets. Never the time itself."
 //! question = "Are builds fast enough, and do releases make them slower?"
+//!
+//! [[counter]]
+//! name = "telemetry/prompt:{shown,yes,no,unanswered}"
+//! kind = "plain"
+//! description = "One count when the opt-in prompt (`build --ask`) was shown, and one for how it was answered."
+//! question = "Do users who are asked opt in?"
 //!
 //! [[counter]]
 //! name = "crash/panic"
@@ -50,7 +56,7 @@ use clap::{Parser, Subcommand};
 use clearcount::Telemetry;
 use clearcount::kit::histogram::Histogram;
 use clearcount::kit::subcommand::TelemetryCommand;
-use clearcount::kit::{flags, notice, panic};
+use clearcount::kit::{flags, notice, panic, prompt};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -89,6 +95,10 @@ enum Command {
         /// How long the pretend build takes.
         #[arg(long, default_value_t = 0)]
         work_ms: u64,
+        /// Ask once whether to turn uploading on (the opt-in prompt), in
+        /// place of the first-run notice.
+        #[arg(long)]
+        ask: bool,
     },
     /// Panic, to show the panic counter (the message holds --name).
     Crash {
@@ -121,9 +131,17 @@ fn main() -> ExitCode {
     }
 
     // 4. Tell a person at a terminal, once, what is counted (not while
-    //    they are managing telemetry itself).
-    if !matches!(cli.command, Command::Telemetry(_)) {
-        notice::show_once(NAMESPACE, None);
+    //    they are managing telemetry itself); or, with `build --ask`, ask
+    //    them once whether to turn uploading on (an opt-in toolchain would
+    //    always ask, and start with `.default_mode(Mode::Off)`).
+    match cli.command {
+        Command::Build { ask: true, .. } => {
+            prompt::ask_once(NAMESPACE, None);
+        }
+        Command::Telemetry(_) => {}
+        _ => {
+            notice::show_once(NAMESPACE, None);
+        }
     }
 
     match cli.command {
@@ -132,6 +150,7 @@ fn main() -> ExitCode {
             jobs,
             name,
             work_ms,
+            ask: _,
         } => {
             let t = Instant::now();
             build(release, jobs, name.as_deref(), work_ms);

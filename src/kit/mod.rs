@@ -8,6 +8,7 @@
 //! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
 //! | [`notice`] | the first-run notice, once per installation | none |
 //! | `flags` | which flags and subcommands were used, never their values | `kit` |
+//! | `prompt` | the opt-in prompt: asks once whether to turn uploading on | `kit` |
 //! | `subcommand` | `mytool telemetry on\|off\|local\|status\|view\|report\|upload\|clean` | `kit` |
 //!
 //! `examples/toolchain.rs` uses every helper.
@@ -26,6 +27,9 @@ pub mod panic;
 
 #[cfg(feature = "kit")]
 pub mod flags;
+
+#[cfg(feature = "kit")]
+pub mod prompt;
 
 #[cfg(feature = "kit")]
 pub mod subcommand;
