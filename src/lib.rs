@@ -18,7 +18,7 @@
 //! | [`Mode`] | `off`, `local`, `on` |
 //! | [`dump`] → [`CounterFile`] | read any counter file, even one in use (for other tools) |
 //! | [`upload::UploadSettings`] (feature `upload`) | where reports go, the config's key, the sampling ceiling, the HTTP transport (the platform's `curl` unless set) |
-//! | [`kit`] (feature `kit`) | panic counter, histograms, flag counting, first-run notice, the mounted `telemetry` subcommand |
+//! | [`kit`] (feature `kit`) | panic counter, histograms, flag counting, first-run notice, opt-in prompt, the mounted `telemetry` subcommand (its `view --web` with feature `web-view`) |
 //!
 //! ```no_run
 //! use clearcount::{counter, Counter, StackCounter, Telemetry};
@@ -107,7 +107,9 @@
 //! reports and the uploader (no HTTP or TLS code: the platform's `curl`
 //! by default, see [`upload::Transport`]; `ureq-rustls` and
 //! `ureq-native-tls` build one in), `kit` the toolchain helpers
-//! (clap).
+//! (clap), `web-view` the mounted `telemetry view --web` (the collection
+//! server crate's local view and its HTTP stack: a feature of its own, so
+//! the kit does not grow).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -20,7 +20,13 @@ use std::process::{Command, Output, Stdio};
 const SECRET: &str = "s3cr3t-value-xyz";
 
 fn example() -> PathBuf {
-    common::example("toolchain", &["kit"])
+    // Built as this test is (when a single test target is run).
+    let features: &[&str] = if cfg!(feature = "web-view") {
+        &["kit", "web-view"]
+    } else {
+        &["kit"]
+    };
+    common::example("toolchain", features)
 }
 
 /// The tool with its own directory and no inherited telemetry or CI
@@ -599,6 +605,61 @@ fn every_counted_name_is_declared() {
         assert!(
             declared.contains(clearcount_protocol::name::stack_counter(name)),
             "{name:?}"
+        );
+    }
+}
+
+/// The mounted `mytool telemetry view --web`: with the feature `web-view`
+/// the toolchain serves the local pages itself (their URL on one line, a
+/// page behind it); without it, it says which command serves them.
+#[test]
+fn mounted_view_web() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_ok(dir, &["build", "--release"]);
+    #[cfg(feature = "web-view")]
+    {
+        use std::io::{BufRead, Read, Write};
+        let child = tool(dir)
+            .args(["telemetry", "view", "--web", "--idle-timeout", "120"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = common::KillOnDrop(child);
+        let mut url = String::new();
+        std::io::BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut url)
+            .unwrap();
+        let (host, path) = url
+            .trim()
+            .strip_prefix("http://")
+            .and_then(|u| u.split_once('/'))
+            .unwrap_or_else(|| panic!("not a URL: {url:?}"));
+        assert!(host.starts_with("127.0.0.1:"), "{url}");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("mytool: this week")
+                && answer.contains(r#"<code>mytool/flag:release</code></td><td class="n">1</td>"#),
+            "{answer}"
+        );
+    }
+    #[cfg(not(feature = "web-view"))]
+    {
+        let out = run(dir, &["telemetry", "view", "--web"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("run `clearcount --namespace mytool view --web`"),
+            "{err}"
         );
     }
 }

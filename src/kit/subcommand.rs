@@ -62,8 +62,29 @@ pub enum TelemetryCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show this week's counters and past reports.
-    View,
+    /// Show this week's counters and past reports; with --web, as local web pages with charts.
+    ///
+    /// Its options other than `--web` exist with the feature `web-view`
+    /// only (the kit stays small without it): match it with `..`.
+    #[non_exhaustive]
+    View {
+        /// Serve the pages on 127.0.0.1, behind a random token in the URL
+        /// (printed on one line), until Ctrl-C or --idle-timeout.
+        #[arg(long)]
+        web: bool,
+        /// With --web: where to listen (127.0.0.1 only; default: a free port).
+        #[cfg(feature = "web-view")]
+        #[arg(long, value_name = "127.0.0.1:PORT", requires = "web")]
+        addr: Option<String>,
+        /// With --web: open the pages in the browser.
+        #[cfg(feature = "web-view")]
+        #[arg(long, requires = "web")]
+        open: bool,
+        /// With --web: stop after this many seconds without a request [default: 1800].
+        #[cfg(feature = "web-view")]
+        #[arg(long, value_name = "SECONDS", requires = "web")]
+        idle_timeout: Option<u64>,
+    },
     /// Make reports of finished weeks; --dry-run prints the bytes that would be sent.
     Report {
         /// Print the exact bytes the background upload would send now
@@ -115,9 +136,52 @@ pub fn run_as(command: &str, namespace: &str, cmd: TelemetryCommand) -> Result<(
         TelemetryCommand::Off => status_cmd::set_mode(namespace, Mode::Off),
         TelemetryCommand::Local => status_cmd::set_mode(namespace, Mode::Local),
         TelemetryCommand::Status { json } => status_cmd::status(namespace, json),
-        TelemetryCommand::View => report_cmd::view(namespace),
+        TelemetryCommand::View { web: false, .. } => report_cmd::view(namespace),
+        #[cfg(feature = "web-view")]
+        TelemetryCommand::View {
+            web: true,
+            addr,
+            open,
+            idle_timeout,
+        } => view_web(namespace, addr.as_deref(), open, idle_timeout),
+        #[cfg(not(feature = "web-view"))]
+        TelemetryCommand::View { web: true, .. } => Err(no_web_view(namespace)),
         TelemetryCommand::Report { dry_run } => report_cmd::report(namespace, dry_run),
         TelemetryCommand::Upload => report_cmd::upload(namespace),
         TelemetryCommand::Clean => report_cmd::clean(namespace),
+    }
+}
+
+/// How long `view --web` waits for a request before it stops, unless told
+/// (`--idle-timeout`).
+#[cfg(feature = "web-view")]
+pub const WEB_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// `view --web`: the local pages (feature `web-view`).
+#[cfg(feature = "web-view")]
+fn view_web(ns: &str, addr: Option<&str>, open: bool, idle: Option<u64>) -> Result<(), String> {
+    let idle = idle.map_or(WEB_IDLE_TIMEOUT, std::time::Duration::from_secs);
+    super::commands::web::serve(ns, addr, open, idle)
+}
+
+/// `view --web` in a toolchain built without the feature `web-view`: which
+/// command serves the pages.
+#[cfg(not(feature = "web-view"))]
+fn no_web_view(ns: &str) -> String {
+    format!(
+        "this build of {ns} has no web view: run `clearcount --namespace {ns} view --web` (the clearcount command, package clearcount-cli), or `{} view` for tables",
+        super::commands::invoked_as(ns)
+    )
+}
+
+#[cfg(all(test, not(feature = "web-view")))]
+mod tests {
+    #[test]
+    fn without_the_feature_the_command_to_run_is_named() {
+        let m = super::no_web_view("mytool");
+        assert!(
+            m.contains("run `clearcount --namespace mytool view --web`"),
+            "{m}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | command | what | code |
 //! |---|---|---|
-//! | `status`, `view`, `report`, `upload`, `on`, `off`, `local`, `clean` | see and control one toolchain's telemetry (`--namespace`) | the same commands a toolchain mounts as `mytool telemetry …` (`clearcount::kit::subcommand`) |
+//! | `status`, `view`, `report`, `upload`, `on`, `off`, `local`, `clean` | see and control one toolchain's telemetry (`--namespace`) | the same commands a toolchain mounts as `mytool telemetry …` (`clearcount::kit::subcommand`; `view --web` with its feature `web-view`, served by `clearcount_server::local`) |
 //! | `dump` | any counter file, every counter | `dump.rs`, over `clearcount::dump` |
 //! | `config` | check, key pairs, sign, verify the collection config | `config_cmd.rs`, over `clearcount-protocol` |
 //! | `config log-keygen`, `log-init`, `publish`, `cosign` | the config log, maintainer side | `log_cmd.rs`, over `clearcount_protocol::tlog` |

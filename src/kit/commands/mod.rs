@@ -6,9 +6,12 @@
 //! |---|---|
 //! | `status.rs` | `status`, `on`, `off`, `local` |
 //! | `report.rs` | `view`, `report [--dry-run]`, `upload`, `clean` |
+//! | `web.rs` | `view --web` (feature `web-view`) |
 
 pub(crate) mod report;
 pub(crate) mod status;
+#[cfg(feature = "web-view")]
+pub(crate) mod web;
 
 static INVOKED_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 

@@ -181,7 +181,7 @@ fn sorted(v: Value) -> Value {
 }
 
 /// The mode, why it is in force, and for `on` which weeks are uploaded.
-fn mode_line(ns: &str, eff: &mode::Effective) -> String {
+pub(crate) fn mode_line(ns: &str, eff: &mode::Effective) -> String {
     let why = match eff.source {
         mode::Source::DoNotTrack => "set by DO_NOT_TRACK".to_string(),
         mode::Source::Env => format!("set by {}", mode::env_var(ns)),

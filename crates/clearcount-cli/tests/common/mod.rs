@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod chromium;
 pub mod moto;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
