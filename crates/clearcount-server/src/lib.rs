@@ -630,6 +630,15 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Raises this process's soft limit of open files to its hard limit (as
+/// Go's runtime does for every program): each connection holds a
+/// descriptor, and a soft limit of 1,024, still a common default, is below
+/// the connection cap. Where it cannot be raised, the cap still holds:
+/// connections past the limit are refused, never a crash.
+pub fn raise_open_file_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
 /// Runs the server until `shutdown` completes, then finishes the requests in
 /// flight. Sends the bound address on `ready` once listening (use port 0 to
 /// get a free port).
@@ -650,6 +659,7 @@ pub(crate) async fn serve_store(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    raise_open_file_limit();
     let public_key = match &opts.public_key {
         Some(p) => Some(
             std::fs::read_to_string(p)
