@@ -637,6 +637,100 @@ fn audit_refuses_tampered_logs() {
     );
 }
 
+/// A log whose key signs whatever it is given: `entries`, and a checkpoint
+/// of `size` entries (the entries' root when `size` is their number, else
+/// any root) at `checkpoint` and `checkpoints/<size>`.
+fn hostile_log(m: &Maintainer, tag: &str, entries: &[Vec<u8>], size: u64) -> PathBuf {
+    use clearcount_protocol::tlog::checkpoint::Checkpoint;
+    use clearcount_protocol::tlog::note::Note;
+    let key = SignerKey::parse(&std::fs::read_to_string(m.path("log.skey")).unwrap()).unwrap();
+    let dir = m.path(tag);
+    std::fs::create_dir_all(dir.join("entries")).unwrap();
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    std::fs::write(dir.join("log.vkey"), format!("{}\n", key.verifier())).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        std::fs::write(dir.join(format!("entries/{i}")), e).unwrap();
+    }
+    let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let root = if size == leaves.len() as u64 {
+        merkle::root(&leaves)
+    } else {
+        [7; 32]
+    };
+    let mut note = Note::new(&Checkpoint::new(&m.origin, size, root).to_text()).unwrap();
+    note.add_signature(key.sign(&note.text).unwrap());
+    std::fs::write(dir.join("checkpoint"), note.to_text()).unwrap();
+    std::fs::write(dir.join(format!("checkpoints/{size}")), note.to_text()).unwrap();
+    dir
+}
+
+/// A hostile log (signed by its own key, so it passes every signature
+/// check): an entry 150,000 levels deep (as a dotted key, as a table
+/// header, as nested arrays), one of 60,000 keys, one of 5 MiB, and a
+/// checkpoint that claims five million entries. `config audit` refuses
+/// each with one line and exit status 1 — no crash (a stack overflow
+/// would end it with a signal), within 1 GiB of address space, over HTTP
+/// and from the directory.
+#[test]
+fn audit_refuses_a_hostile_log_in_bounded_memory() {
+    let m = Maintainer::new("hostile");
+    let deep = |open: &str, close: &str| -> Vec<u8> {
+        format!("a = {}{}\n", open.repeat(150_000), close.repeat(150_000)).into_bytes()
+    };
+    let mut keys = String::new();
+    for i in 0..60_000 {
+        keys.push_str(&format!("k{i} = {i}\n"));
+    }
+    let cases: Vec<(&str, Vec<Vec<u8>>, u64, &str)> = vec![
+        (
+            "dotted",
+            vec![format!("{} = 1\n", vec!["a"; 150_000].join(".")).into_bytes()],
+            1,
+            "entry 0 is not a valid config: entry 0:1: nested too deep",
+        ),
+        (
+            "header",
+            vec![format!("[{}]\n", vec!["a"; 150_000].join(".")).into_bytes()],
+            1,
+            "nested too deep",
+        ),
+        ("arrays", vec![deep("[", "]")], 1, "nested too deep"),
+        ("inline", vec![deep("{a=", "}")], 1, "nested too deep"),
+        (
+            "keys",
+            vec![keys.into_bytes()],
+            1,
+            "entry 0 is not a valid config: entry 0:1: unknown field `k0`",
+        ),
+        (
+            "huge",
+            vec![vec![b'#'; 5 << 20]],
+            1,
+            "entries/0 is larger than 1 MiB: refused",
+        ),
+        (
+            "count",
+            vec![config_text(2, "").into_bytes()],
+            5_000_000,
+            "covers 5000000 entries, more than the 100000 an audit reads: not a config log",
+        ),
+    ];
+    for (tag, entries, size, want) in cases {
+        let dir = hostile_log(&m, tag, &entries, size);
+        let url = serve_dir(dir.clone(), true);
+        for source in [url, dir.display().to_string()] {
+            // At most 1 GiB of address space: an auditor that held what a
+            // hostile log offers would fail here.
+            let mut c = Command::new("bash");
+            c.args(["-c", "ulimit -v 1048576 && exec \"$@\"", "bash"])
+                .arg(env!("CARGO_BIN_EXE_clearcount"))
+                .args(["config", "audit", &source]);
+            let err = run_err(&mut c);
+            assert!(err.contains(want), "{tag} from {source}: {err}");
+        }
+    }
+}
+
 #[test]
 fn audit_over_http() {
     let m = Maintainer::new("http");
