@@ -253,6 +253,9 @@ fn example() -> String {
 struct Inst {
     _tmp: tempfile::TempDir,
     base: PathBuf,
+    /// More environment for the host (the toolchain's compiled-in
+    /// settings: `HOST_CONFIG_LOG_MINIMUM`, `HOST_MAX_AGE_S`, ...).
+    host_env: Vec<(String, String)>,
 }
 
 impl Inst {
@@ -265,7 +268,17 @@ impl Inst {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("week-start"), "Mon\n").unwrap();
         std::fs::write(dir.join("mode"), "on 2026-11-01\n").unwrap();
-        Inst { _tmp: tmp, base }
+        Inst {
+            _tmp: tmp,
+            base,
+            host_env: Vec::new(),
+        }
+    }
+    /// This installation's toolchain compiled in more settings.
+    fn with_host_env(mut self, env: &[(&str, &str)]) -> Inst {
+        self.host_env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
     fn dir(&self) -> PathBuf {
         self.base.join("example")
@@ -369,6 +382,7 @@ impl Inst {
             .env("HOST_CONFIG_URL", s.config_url())
             .env("HOST_PUBLIC_KEY", &k.public)
             .env("HOST_CONFIG_LOG", log_policy())
+            .envs(self.host_env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         if thread {
@@ -421,6 +435,15 @@ fn host_telemetry() -> clearcount::Telemetry {
     .with_child_limit(Duration::from_secs(15));
     if std::env::var_os("HOST_THREAD").is_some() {
         s = s.in_thread();
+    }
+    if let Ok(min) = std::env::var("HOST_CONFIG_LOG_MINIMUM") {
+        s = s.with_minimum_checkpoint(&min);
+    }
+    if let Some(age) = std::env::var("HOST_MAX_AGE_S")
+        .ok()
+        .and_then(|a| a.parse().ok())
+    {
+        s = s.with_max_cosignature_age(Duration::from_secs(age));
     }
     clearcount::Telemetry::new("example", "host", "1.0").upload(s)
 }
@@ -987,4 +1010,217 @@ fn clean_keeps_the_mode() {
     let bad = inst.cli(NEXT_WEEK, &["upload"]);
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
+
+// ------------------------------------------------------------ the floor
+
+/// A config's bytes and its minisign signature.
+type SignedConfig = (Vec<u8>, Vec<u8>);
+
+/// A log of configs 3, 4 and 5 (each signed by `k`), with the signed
+/// checkpoint of each size.
+fn three_versions(k: &Key) -> (Log, Vec<SignedCheckpoint>, Vec<SignedConfig>) {
+    let mut log = Log::new("test.example/config-log");
+    let mut checkpoints = Vec::new();
+    let mut signed_configs = Vec::new();
+    for v in 3..=5 {
+        let (c, s) = signed(k, &config_text(v));
+        log.append(c.clone()).unwrap();
+        checkpoints.push(log.sign_checkpoint(log_key()).unwrap());
+        signed_configs.push((c, s));
+    }
+    (log, checkpoints, signed_configs)
+}
+
+/// A foreground upload after the toolchain ran is refused in one line
+/// saying `want`; nothing is sent, the report stays for a later day, and
+/// `status` names the floor in force.
+fn assert_refused(inst: &Inst, srv: &Server, k: &Key, want: &str, floor: &str) {
+    let o = inst.upload(srv, k);
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains(want), "want {want:?} in {err}");
+    assert!(srv.posts().is_empty(), "nothing sent");
+    assert!(inst.sent_copy().is_none());
+    assert!(
+        inst.dir()
+            .join(format!("reports/{WEEK}.full.json"))
+            .exists(),
+        "kept for a retry"
+    );
+    assert!(inst.state()["weeks"].get(WEEK).is_none(), "not decided");
+    let st = inst.status_text();
+    assert!(st.contains(want), "status says why: {st}");
+    assert!(st.contains(floor), "status names the floor {floor:?}: {st}");
+}
+
+/// The toolchain compiled in the log's checkpoint of size 3 (`log/minimum`
+/// when it was built). The installation's state is deleted, damaged or
+/// cleaned, and a mirror serves config 4 under the log's own published
+/// checkpoint of size 2: refused each time, in one line, nothing sent, the
+/// report kept, `status` naming the floor. A toolchain built without the
+/// minimum accepts and sends it (what the floor is for).
+#[test]
+fn lost_damaged_or_cleaned_state_never_goes_below_the_floor() {
+    let k = key();
+    let (log, cps, configs) = three_versions(&k);
+    let min = cps[2].to_text();
+    let floor_line = "config log floor: the toolchain's minimum checkpoint (size 3 of log test.example/config-log)";
+    let want = "smaller log (2 entries) than the one the toolchain's minimum trusts (3)";
+    let replay = || {
+        let (c, s) = configs[1].clone();
+        Server::start_with_log(c, Some(s), Some((log.clone(), cps[1].clone())), Answer::Ok)
+    };
+    let with_floor = || Inst::new().with_host_env(&[("HOST_CONFIG_LOG_MINIMUM", &min)]);
+
+    // State deleted: this installation had accepted version 5 under the
+    // checkpoint of size 3, then lost its state file.
+    let inst = with_floor();
+    inst.count();
+    let (c, s) = configs[2].clone();
+    let honest =
+        Server::start_with_log(c, Some(s), Some((log.clone(), cps[2].clone())), Answer::Ok);
+    let o = inst.upload(&honest, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(honest.posts().len(), 1);
+    assert!(
+        inst.state()["config_log"]
+            .as_str()
+            .unwrap()
+            .starts_with("config 5 ")
+    );
+    // (upload/ holds the state, the copy of what was sent and the day's
+    // tokens: all lost.)
+    std::fs::remove_dir_all(inst.dir().join("upload")).unwrap();
+    assert_refused(&inst, &replay(), &k, want, floor_line);
+
+    // State damaged: not JSON at all, or a kept checkpoint that does not
+    // parse (set aside, and `status` says so).
+    for (damage, also) in [
+        ("\u{0}garbage{", floor_line),
+        (
+            r#"{"accepted_config":null,"config_log":"config 5 AAAA\nnot a checkpoint"}"#,
+            "config log state set aside: the kept checkpoint is damaged",
+        ),
+    ] {
+        let inst = with_floor();
+        inst.count();
+        std::fs::create_dir_all(inst.dir().join("upload")).unwrap();
+        std::fs::write(inst.dir().join("upload/state.json"), damage).unwrap();
+        assert_refused(&inst, &replay(), &k, want, also);
+    }
+
+    // Cleaned: `clean` removes upload/ with the state, then a new report.
+    let inst = with_floor();
+    inst.count();
+    let o = inst.upload(&honest, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert!(inst.cli(NEXT_WEEK, &["clean"]).status.success());
+    assert!(!inst.dir().join("upload").exists());
+    inst.count();
+    assert_refused(&inst, &replay(), &k, want, floor_line);
+
+    // Built without the minimum (weaker): the same replay is accepted.
+    let inst = Inst::new();
+    inst.count();
+    let srv = replay();
+    let o = inst.upload(&srv, &k);
+    assert!(o.status.success(), "{o:?}");
+    let sent = Report::from_slice(&srv.posts()[0]).unwrap();
+    assert_eq!(sent.config, 4, "without a floor, the older config is used");
+    assert!(
+        inst.status_text()
+            .contains("this toolchain compiles in no minimum checkpoint"),
+        "status says the floor is weaker"
+    );
+}
+
+// ------------------------------------------------------------ freshness
+
+/// The witness of the freshness test.
+fn witness_key() -> &'static SignerKey {
+    static KEY: std::sync::OnceLock<SignerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        SignerKey::generate("witness.test.example/w1", KeyType::CosignatureV1).unwrap()
+    })
+}
+
+/// The POSIX time of an RFC 3339 instant.
+fn posix(t: &str) -> u64 {
+    chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp() as u64
+}
+
+/// A replayed old checkpoint, refused through the uploader's own path: the
+/// toolchain's policy needs witness w1, with cosignatures at most 7 days
+/// old (`UploadSettings::with_max_cosignature_age`), and the installation
+/// has no state (so no kept checkpoint protects it). A mirror serves config
+/// 4 under the log's checkpoint of size 1, which w1 cosigned 30 days
+/// before: refused in one line, nothing sent, the report kept. The same
+/// toolchain accepts config 5 under the checkpoint w1 cosigned yesterday,
+/// and one built without the age limit accepts the replay.
+#[test]
+fn a_replayed_old_checkpoint_is_refused() {
+    let k = key();
+    let mut log = Log::new("test.example/config-log");
+    let (c4, s4) = signed(&k, &config_text(4));
+    let (c5, s5) = signed(&k, &config_text(5));
+    let now = posix(NEXT_WEEK);
+    log.append(c4.clone()).unwrap();
+    let mut old = log.sign_checkpoint(log_key()).unwrap();
+    old.note.add_signature(
+        witness_key()
+            .cosign(&old.note.text, now - 30 * 86_400)
+            .unwrap(),
+    );
+    log.append(c5.clone()).unwrap();
+    let mut fresh = log.sign_checkpoint(log_key()).unwrap();
+    fresh.note.add_signature(
+        witness_key()
+            .cosign(&fresh.note.text, now - 86_400)
+            .unwrap(),
+    );
+    let policy = format!(
+        "log {}\nwitness w1 {}\nquorum w1\n",
+        log_key().verifier(),
+        witness_key().verifier()
+    );
+    let week = (7 * 86_400).to_string();
+    let toolchain = || {
+        Inst::new().with_host_env(&[
+            ("HOST_CONFIG_LOG", policy.as_str()),
+            ("HOST_MAX_AGE_S", week.as_str()),
+        ])
+    };
+    let replay = || {
+        Server::start_with_log(
+            c4.clone(),
+            Some(s4.clone()),
+            Some((log.clone(), old.clone())),
+            Answer::Ok,
+        )
+    };
+    let inst = toolchain();
+    inst.count();
+    assert_refused(
+        &inst,
+        &replay(),
+        &k,
+        "the checkpoint of size 1 has no quorum of cosignatures younger than 604800 s: a replayed old checkpoint?",
+        "config log freshness: the witnesses' cosignatures must be at most 7 days old",
+    );
+    // The current checkpoint, cosigned yesterday: accepted and sent (by
+    // another installation of the same toolchain).
+    let srv = Server::start_with_log(c5, Some(s5), Some((log.clone(), fresh)), Answer::Ok);
+    let inst = toolchain();
+    inst.count();
+    let o = inst.upload(&srv, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(Report::from_slice(&srv.posts()[0]).unwrap().config, 5);
+    // Without the age limit, the replay gets through.
+    let inst = Inst::new().with_host_env(&[("HOST_CONFIG_LOG", policy.as_str())]);
+    inst.count();
+    let srv = replay();
+    assert!(inst.upload(&srv, &k).status.success());
+    assert_eq!(Report::from_slice(&srv.posts()[0]).unwrap().config, 4);
 }

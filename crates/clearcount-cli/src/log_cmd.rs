@@ -362,6 +362,10 @@ pub(crate) fn publish(args: PublishArgs) -> Result<(), String> {
         published.checkpoint.checkpoint.size,
         args.log.join(LogDir::CHECKPOINT).display()
     );
+    println!(
+        "a release built from now on compiles in {} as its minimum checkpoint (UploadSettings::with_minimum_checkpoint): no installation of it accepts an older config, whatever happens to its state",
+        args.log.join(LogDir::MINIMUM).display()
+    );
     // 5. Witnesses, if asked for.
     match witnesses {
         None => Ok(()),
