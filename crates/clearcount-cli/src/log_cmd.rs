@@ -381,6 +381,26 @@ pub(crate) fn cosign(args: CosignArgs) -> Result<(), String> {
     ask_all(&log, &w)
 }
 
+/// Asks every witness of the log's policy that has a URL to cosign the
+/// log's latest checkpoint again, and stores their fresh cosignatures
+/// (what `clearcount serve --recosign-every` does on a schedule, so that a
+/// log whose config does not change keeps recent cosignatures). `false`
+/// when the policy lists no witness with a URL.
+pub(crate) fn recosign(log: &Path) -> Result<bool, String> {
+    let log = LogDir::open(log).map_err(|e| e.to_string())?;
+    let has_urls = log_policy(&log)?.is_some_and(|p| p.witnesses().iter().any(|w| w.url.is_some()));
+    if !has_urls {
+        return Ok(false);
+    }
+    let none = WitnessArgs {
+        urls: Vec::new(),
+        keys: Vec::new(),
+    };
+    let w = witnesses(&log, &none, true)?;
+    ask_all(&log, &w)?;
+    Ok(true)
+}
+
 /// A witness to ask: where, and the keys its answer may be signed with.
 struct Target {
     url: String,
