@@ -1224,3 +1224,325 @@ fn a_replayed_old_checkpoint_is_refused() {
     assert!(inst.upload(&srv, &k).status.success());
     assert_eq!(Report::from_slice(&srv.posts()[0]).unwrap().config, 4);
 }
+
+// ------------------------------------------------------------ key rotation
+
+/// A maintainer's files, made with the `clearcount` command as the README
+/// says: a minisign key pair, the declared counters, and config logs.
+struct Maintainer {
+    dir: tempfile::TempDir,
+}
+
+impl Maintainer {
+    fn new() -> Maintainer {
+        let m = Maintainer {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(m.path("counters")).unwrap();
+        std::fs::write(
+            m.path("counters/instrumented.toml"),
+            "program = \"instrumented\"\n\
+             [[counter]]\nname = \"instrumented/a\"\nkind = \"plain\"\ndescription = \"a\"\nquestion = \"a?\"\n\
+             [[counter]]\nname = \"instrumented/command:inc\"\nkind = \"plain\"\ndescription = \"inc\"\nquestion = \"inc?\"\n\
+             [[counter]]\nname = \"instrumented/rare\"\nkind = \"plain\"\ndescription = \"rare\"\nquestion = \"rare?\"\n",
+        )
+        .unwrap();
+        m.run(&[
+            "config",
+            "keygen",
+            "--public-key",
+            "config.pub",
+            "--secret-key",
+            "config.key",
+        ]);
+        m
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn run(&self, args: &[&str]) -> String {
+        let o = Command::new(cli())
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    /// A new log `dir` with its own key, named `origin`.
+    fn new_log(&self, dir: &str, origin: &str) {
+        let (vkey, skey) = (format!("{dir}.vkey"), format!("{dir}.skey"));
+        self.run(&[
+            "config",
+            "log-keygen",
+            "--name",
+            origin,
+            "--vkey",
+            &vkey,
+            "--skey",
+            &skey,
+        ]);
+        self.run(&["config", "log-init", "--log", dir, "--vkey", &vkey]);
+    }
+    /// Publishes config `version` into `log`: signed with minisign when
+    /// `sign`, else its existing signature checked (the same config into a
+    /// second log).
+    fn publish(&self, version: u64, log: &str, sign: bool) {
+        std::fs::write(self.path("config.toml"), config_text(version)).unwrap();
+        let skey = format!("{log}.skey");
+        let mut args = vec![
+            "config",
+            "publish",
+            "--config",
+            "config.toml",
+            "--counters",
+            "counters",
+            "--public-key",
+            "config.pub",
+            "--log-key",
+            &skey,
+            "--log",
+            log,
+        ];
+        if sign {
+            args.extend(["--secret-key", "config.key"]);
+        }
+        self.run(&args);
+    }
+    /// What a release built now compiles in for `log`: its policy and its
+    /// minimum checkpoint.
+    fn release(&self, log: &str) -> Vec<(String, String)> {
+        let read = |f: &str| std::fs::read_to_string(self.path(&format!("{log}/{f}"))).unwrap();
+        vec![
+            ("HOST_CONFIG_LOG".into(), read("policy")),
+            ("HOST_CONFIG_LOG_MINIMUM".into(), read("minimum")),
+            (
+                "HOST_PUBLIC_KEY".into(),
+                std::fs::read_to_string(self.path("config.pub")).unwrap(),
+            ),
+        ]
+    }
+}
+
+/// `clearcount serve` of the maintainer's config, with its clock on
+/// 2026-11-20; killed on drop.
+struct RealServer {
+    base: String,
+    child: std::process::Child,
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RealServer {
+    fn start(m: &Maintainer, logs: &[&str]) -> RealServer {
+        let mut c = Command::new(cli());
+        c.current_dir(m.dir.path())
+            .env("CLEARCOUNT_NOW", "2026-11-20T00:00:00Z")
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--data",
+                "data",
+                "--config",
+                "config.toml",
+            ])
+            .args([
+                "--public-key",
+                "config.pub",
+                "--rate-limit",
+                "0",
+                "--recosign-every",
+                "0",
+            ])
+            .args(["--log", logs[0]]);
+        for l in &logs[1..] {
+            c.args(["--also-log", l]);
+        }
+        let mut child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("clearcount serve did not start: {line:?}"))
+            .to_string();
+        RealServer {
+            base: format!("http://{addr}"),
+            child,
+        }
+    }
+    /// The `Server` the installation helpers take, and the settings a
+    /// toolchain compiles in to talk to this one.
+    fn endpoints(&self) -> (Server, Vec<(String, String)>) {
+        let env = vec![
+            ("HOST_UPLOAD_URL".into(), format!("{}/upload", self.base)),
+            (
+                "HOST_CONFIG_URL".into(),
+                format!("{}/config.toml", self.base),
+            ),
+        ];
+        let srv = Server {
+            base: self.base.clone(),
+            seen: Default::default(),
+        };
+        (srv, env)
+    }
+    /// Waits until the server serves config `version`.
+    fn wait_for_version(&self, version: u64) {
+        let t0 = Instant::now();
+        let want = format!("\nversion = {version}\n");
+        loop {
+            let o = Command::new("curl")
+                .args(["-s", &format!("{}/config.toml", self.base)])
+                .output()
+                .unwrap();
+            if format!("\n{}", String::from_utf8_lossy(&o.stdout)).contains(&want) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "version {version} not served"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+const WEEK2: &str = "2026-11-09";
+
+impl Inst {
+    /// This installation runs release `env` (what it compiles in), from
+    /// now on.
+    fn runs(&mut self, env: &[(String, String)]) {
+        self.host_env
+            .retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+        self.host_env.extend(env.iter().cloned());
+    }
+    /// Counts in the week of 2026-11-09, has the toolchain run on
+    /// 2026-11-12 (recording its settings, mode local for that run), and
+    /// the report made on 2026-11-16.
+    fn second_week(&self, srv: &Server, k: &Key) {
+        let o = self
+            .cmd(&example(), "2026-11-11T10:00:00Z")
+            .args(["inc", "instrumented/a", "3"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let out = self
+            .host_with(
+                srv,
+                k,
+                "2026-11-12T09:00:00Z",
+                false,
+                &[("EXAMPLE_TELEMETRY", "local")],
+            )
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let o = self
+            .cmd(&example(), "2026-11-16T10:00:00Z")
+            .arg("hello")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        assert!(self.wait_done("2026-11-16", Duration::from_secs(20)));
+    }
+    /// `clearcount upload` on 2026-11-17: the week of 2026-11-09 is sent.
+    fn upload_second_week(&self) -> Report {
+        let o = self.cli("2026-11-17T10:00:00Z", &["upload"]);
+        assert!(o.status.success(), "{o:?}");
+        let copy = std::fs::read(self.dir().join(format!("upload/{WEEK2}.json")))
+            .unwrap_or_else(|_| panic!("week {WEEK2} sent: {o:?}"));
+        Report::from_slice(&copy).unwrap()
+    }
+}
+
+/// A toolchain moves its config log to a new key (a new log) without
+/// stopping its installed base, as `counters-spec/config-log.md` §13 says,
+/// against the real server:
+///
+/// 1. release 1 compiles in log A; installations 1 and 2 send week 1;
+/// 2. the maintainer starts log B (new key, new name), publishes the
+///    current config into it too, and serves both (`--also-log`); every
+///    later config goes into both;
+/// 3. installation 1 upgrades to release 2, which compiles in log B and
+///    its minimum: it sets aside the checkpoint it kept under A (`status`
+///    says so) and sends week 2 under log B;
+/// 4. installation 2, still on release 1, sends week 2 under log A.
+#[test]
+fn a_key_rotation_across_two_releases_never_stops_uploads() {
+    let m = Maintainer::new();
+    m.new_log("log-a", "a.test.example/config-log");
+    m.publish(10, "log-a", true);
+    let release1 = m.release("log-a");
+    let key = Key {
+        public: std::fs::read_to_string(m.path("config.pub")).unwrap(),
+        secret: String::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+
+    // 1. Release 1, log A only.
+    let server = RealServer::start(&m, &["log-a"]);
+    let (srv, urls) = server.endpoints();
+    let mut inst1 = Inst::new();
+    let mut inst2 = Inst::new();
+    for inst in [&mut inst1, &mut inst2] {
+        inst.runs(&urls);
+        inst.runs(&release1);
+        inst.count();
+        let o = inst.upload(&srv, &key);
+        assert!(o.status.success(), "{o:?}");
+        let sent = Report::from_slice(&inst.sent_copy().unwrap()).unwrap();
+        assert_eq!(sent.config, 10);
+    }
+    drop(server);
+
+    // 2. Log B: the current config first, then both logs served.
+    m.new_log("log-b", "b.test.example/config-log");
+    m.publish(10, "log-b", false);
+    let server = RealServer::start(&m, &["log-a", "log-b"]);
+    let (srv, urls) = server.endpoints();
+    m.publish(11, "log-a", true);
+    m.publish(11, "log-b", false);
+    server.wait_for_version(11);
+    let release2 = m.release("log-b");
+
+    // 3. Installation 1 upgrades.
+    inst1.runs(&urls);
+    inst1.runs(&release2);
+    inst1.second_week(&srv, &key);
+    let st = inst1.status_text();
+    assert!(
+        st.contains("config log state set aside: the checkpoint kept (size 1 of log a.test.example/config-log) is not signed by the log key this release trusts"),
+        "{st}"
+    );
+    let r = inst1.upload_second_week();
+    assert_eq!((r.week.as_str(), r.config), (WEEK2, 11));
+    let kept = inst1.state()["config_log"].as_str().unwrap().to_string();
+    assert!(kept.contains("\nb.test.example/config-log\n2\n"), "{kept}");
+    assert!(inst1.status_text().contains(
+        "config log floor: the checkpoint kept by this installation (size 2 of log b.test.example/config-log, version 11)"
+    ));
+
+    // 4. Installation 2 keeps release 1: still served, under log A.
+    inst2.runs(&urls);
+    inst2.second_week(&srv, &key);
+    let r = inst2.upload_second_week();
+    assert_eq!((r.week.as_str(), r.config), (WEEK2, 11));
+    let kept = inst2.state()["config_log"].as_str().unwrap().to_string();
+    assert!(kept.contains("\na.test.example/config-log\n2\n"), "{kept}");
+}

@@ -31,6 +31,12 @@ pub(crate) struct ServeArgs {
     /// the proofs at /config.toml.proof. Default: log/ beside the config.
     #[arg(long, value_name = "DIR")]
     pub(crate) log: Option<PathBuf>,
+    /// Another config log the config is also the latest entry of, during a
+    /// move to a new log key or a new log (counters-spec/config-log.md
+    /// §13): releases that compile in its key are answered from it, every
+    /// other client from --log. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) also_log: Vec<PathBuf>,
     /// Directory of declared-counter files (config/counters/*.toml).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
@@ -78,6 +84,7 @@ impl ServeArgs {
             config: self.config.clone(),
             public_key: self.public_key.clone(),
             log: self.log.clone(),
+            also_logs: self.also_log.clone(),
             counters: self.counters.clone(),
             min_reports: self.min_reports,
             merge_interval: Duration::from_secs(self.merge_interval.max(1)),

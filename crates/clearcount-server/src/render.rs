@@ -701,6 +701,7 @@ mod tests {
             text: text.into(),
             signature: None,
             log: None,
+            also_logs: Vec::new(),
         };
         let history = [ObjectMeta {
             key: "config/history/v3.toml".into(),
