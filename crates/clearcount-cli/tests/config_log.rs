@@ -1062,6 +1062,25 @@ fn published_log_holds_the_published_config() {
         client_check(&log, &policy),
         Ok(loaded.versions()[loaded.versions().len() - 1])
     );
+    // The log has a witness, whose cosignature the policy requires (a
+    // checkpoint without it is refused).
+    assert!(!policy.witnesses().is_empty());
+    assert_eq!(policy.describe_quorum(), "a cosignature from witness w1");
+    let mut bare = dir.checkpoint().unwrap().unwrap();
+    bare.note.signatures.retain(|s| policy.log().matches(s));
+    assert!(matches!(
+        policy.verify(&bare, 0, None),
+        Err(Refusal::TooFewCosignatures { .. })
+    ));
+    // `minimum` is the latest checkpoint as the log signed it: what a
+    // release compiles in.
+    let minimum = std::fs::read_to_string(log.join(LogDir::MINIMUM)).unwrap();
+    assert_eq!(minimum, bare.to_text());
+    ClientPolicy::parse(
+        &std::fs::read_to_string(log.join("policy")).unwrap(),
+        &minimum,
+    )
+    .unwrap();
     // No secret key anywhere in config/.
     for (p, bytes) in snapshot(&root().join("config")) {
         let t = String::from_utf8_lossy(&bytes);
