@@ -659,11 +659,6 @@ pub async fn serve_with_shutdown(
 ) -> Result<(), String> {
     let store = store::open_store(&opts.data)
         .map_err(|e| format!("cannot open data store {}: {e}", opts.data))?;
-    eprintln!(
-        "clearcount serve: store {}: {}",
-        store.describe(),
-        store.conditional_writes().describe()
-    );
     serve_store(opts, store, ready, shutdown).await
 }
 
@@ -729,6 +724,12 @@ pub(crate) async fn serve_store(
             None
         }
     };
+    // (Said once the config is in force: a refusal stays one line.)
+    eprintln!(
+        "clearcount serve: store {}: {}",
+        store.describe(),
+        store.conditional_writes().describe()
+    );
     let client_ip_header = match &opts.limits.client_ip_header {
         Some(h) => Some(
             axum::http::HeaderName::try_from(h.trim())
