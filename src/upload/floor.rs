@@ -20,7 +20,9 @@ pub(crate) struct Floor {
     /// the compiled-in log.
     pub kept: Option<Kept>,
     /// Why the kept state was set aside, in plain words: kept under
-    /// another log or log key (an earlier release), or damaged.
+    /// another log or log key (an earlier release), or damaged (`status`
+    /// says it).
+    #[cfg_attr(not(feature = "kit"), allow(dead_code))]
     pub set_aside: Option<String>,
 }
 
@@ -63,6 +65,7 @@ impl Floor {
     }
 
     /// Which floor is in force, in plain words (for `status`).
+    #[cfg(feature = "kit")]
     pub(crate) fn lines(&self) -> Vec<String> {
         let min = self.policy.minimum.as_ref();
         let mut lines = vec![match (&self.kept, min) {
@@ -103,6 +106,7 @@ impl Floor {
 }
 
 /// An age in days, hours or seconds, whichever is whole.
+#[cfg(feature = "kit")]
 fn human_age(secs: u64) -> String {
     match secs {
         s if s >= 86_400 && s % 86_400 == 0 => plural(s / 86_400, "day"),
@@ -111,6 +115,7 @@ fn human_age(secs: u64) -> String {
     }
 }
 
+#[cfg(feature = "kit")]
 fn plural(n: u64, unit: &str) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
