@@ -1041,6 +1041,7 @@ fn assert_refused(inst: &Inst, srv: &Server, k: &Key, want: &str, floor: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
     assert!(err.contains(want), "want {want:?} in {err}");
+    eprintln!("refused: {err}");
     assert!(srv.posts().is_empty(), "nothing sent");
     assert!(inst.sent_copy().is_none());
     assert!(
