@@ -18,11 +18,16 @@
 //! * Records are allocated by compare-and-swap on the allocation pointer and
 //!   linked into their hash chain by compare-and-swap on the link; a record
 //!   is linked only once its name is written. Counts are atomic adds.
-//! * The file grows, rarely, under an exclusive file lock: the grower writes
-//!   real zero bytes (so a full disk shows up as a write error, never as a
-//!   SIGBUS later) one chunk at a time. Space below a multiple of
-//!   [`format::CHUNK`] of the file's length is fully written; nothing past
-//!   it is touched.
+//! * The file grows, rarely, under an exclusive growth lock: the grower
+//!   writes real zero bytes (so a full disk shows up as a write error, never
+//!   as a SIGBUS later) one chunk at a time, doubling the file's size (to at
+//!   most [`format::MAX_FILE`]). Space below a multiple of [`format::CHUNK`]
+//!   of the file's length is fully written; nothing past it is touched.
+//! * No mapping is longer than the file. A process maps the file's usable
+//!   length when it opens it, and maps it again, longer, when it finds the
+//!   file has grown (its own growth or another process's); cells handed out
+//!   before stay in the older mappings, which are never unmapped and show
+//!   the same bytes. Doubling keeps this to six mappings of a full file.
 //! * Every offset read from the file is checked against the mapping and the
 //!   allocation pointer, and every chain walk has a step limit. Damage found
 //!   on open is read a second time before the file is set aside; damage found
@@ -33,11 +38,12 @@
 //!   bounded in every build, reports or not.
 
 use crate::format::{self, CHUNK, DATA_OFF, MAX_FILE, Meta, OFF_ALLOC, RECORD_HEADER, TABLE_OFF};
-use crate::sys::SharedMap;
+use crate::sys::{AtomicRef, SharedMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Most corrupt files kept in `corrupt/`; older ones are deleted.
@@ -58,9 +64,11 @@ pub(crate) struct CountFile {
     pub(crate) path: PathBuf,
     pub(crate) meta: Meta,
     file: File,
-    map: &'static SharedMap,
-    /// Bytes of the file known to exist and be written (a multiple of CHUNK).
-    cap: AtomicUsize,
+    /// The newest mapping: its length is the part of the file known to be
+    /// written (a multiple of CHUNK). Older, shorter mappings stay valid.
+    map: AtomicRef<SharedMap>,
+    /// Held while mapping the file again.
+    remap: Mutex<()>,
     /// Set when the file was found damaged while in use.
     broken: AtomicBool,
 }
@@ -113,14 +121,15 @@ impl CountFile {
                         other => other,
                     };
                     match checked {
-                        Ok(cap) => {
-                            let map = SharedMap::map(&file, MAX_FILE)?;
+                        Ok(usable) => {
+                            let map = AtomicRef::new();
+                            map.store(Some(SharedMap::map(&file, usable)?));
                             return Ok(CountFile {
                                 path,
                                 meta: meta.clone(),
                                 file,
                                 map,
-                                cap: AtomicUsize::new(cap),
+                                remap: Mutex::new(()),
                                 broken: AtomicBool::new(false),
                             });
                         }
@@ -189,17 +198,40 @@ impl CountFile {
         }
     }
 
-    fn refresh_cap(&self) -> usize {
-        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let cap = format::usable_len(len);
-        self.cap.fetch_max(cap, Ordering::AcqRel).max(cap)
+    /// The newest mapping.
+    fn current(&self) -> Result<&'static SharedMap, Miss> {
+        match self.map.load() {
+            Some(m) => Ok(m),
+            None => self.fail(), // never: set when opened
+        }
     }
 
-    /// The largest offset records may reach now: the allocation pointer,
-    /// read after the link that led here, checked against the file's
-    /// written size (read after the pointer).
-    fn limit(&self) -> Result<usize, Miss> {
-        let Some(cell) = self.map.u64_at(OFF_ALLOC) else {
+    /// The newest mapping, made again first if the file's written part has
+    /// grown past it. `Busy` if the file cannot be examined or mapped now
+    /// (say, no address space is left): nothing is wrong with the file.
+    fn refresh(&self) -> Result<&'static SharedMap, Miss> {
+        let cur = self.current()?;
+        let len = self.file.metadata().map_err(|_| Miss::Busy)?.len();
+        let usable = format::usable_len(len);
+        if usable <= cur.len() {
+            return Ok(cur);
+        }
+        let _g = self.remap.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.current()?;
+        if usable <= cur.len() {
+            return Ok(cur); // another thread mapped it meanwhile
+        }
+        let map = SharedMap::map(&self.file, usable).map_err(|_| Miss::Busy)?;
+        self.map.store(Some(map));
+        Ok(map)
+    }
+
+    /// The largest offset records may reach now, and a mapping that covers
+    /// it: the allocation pointer, read after the link that led here,
+    /// checked against the file's written size (read after the pointer).
+    fn limit(&self) -> Result<(usize, &'static SharedMap), Miss> {
+        let map = self.current()?;
+        let Some(cell) = map.u64_at(OFF_ALLOC) else {
             return self.fail(); // mapping too small
         };
         let alloc = cell.load(Ordering::Acquire);
@@ -207,10 +239,14 @@ impl CountFile {
             Ok(a) if a >= DATA_OFF && a.is_multiple_of(8) && a <= MAX_FILE => a,
             _ => return self.fail(), // allocation pointer is out of bounds
         };
-        if alloc > self.cap.load(Ordering::Acquire) && alloc > self.refresh_cap() {
+        if alloc <= map.len() {
+            return Ok((alloc, map));
+        }
+        let map = self.refresh()?;
+        if alloc > map.len() {
             return self.fail(); // allocation pointer is past the file's end
         }
-        Ok(alloc)
+        Ok((alloc, map))
     }
 
     /// The count of `name`, adding a record for it if the file has none.
@@ -222,8 +258,8 @@ impl CountFile {
         if bytes.is_empty() || bytes.len() > format::MAX_RECORD_NAME {
             return Err(Miss::Full);
         }
-        let map = self.map;
-        let mut link = self.inside(map.u32_at(TABLE_OFF + 4 * format::slot_of(bytes)))?;
+        let head = self.current()?;
+        let mut link = self.inside(head.u32_at(TABLE_OFF + 4 * format::slot_of(bytes)))?;
         let mut mine: Option<usize> = None;
         let max_steps = (MAX_FILE - DATA_OFF) / format::record_size(1);
         let mut steps = 0;
@@ -236,7 +272,7 @@ impl CountFile {
                 };
                 mine = Some(rec);
                 match link.compare_exchange(0, rec as u32, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return self.inside(map.u64_at(rec)),
+                    Ok(_) => return self.inside(self.current()?.u64_at(rec)),
                     Err(_) => continue, // someone linked first: look at theirs
                 }
             }
@@ -244,7 +280,7 @@ impl CountFile {
             if steps > max_steps {
                 return self.fail(); // the chain loops
             }
-            let limit = self.limit()?;
+            let (limit, map) = self.limit()?;
             if !off.is_multiple_of(8) || off < DATA_OFF || off + RECORD_HEADER > limit {
                 return self.fail(); // a link points outside the used area
             }
@@ -271,7 +307,7 @@ impl CountFile {
     /// Reserves and fills a record for `name`; returns its offset.
     fn allocate(&self, name: &[u8]) -> Result<usize, Miss> {
         let size = format::record_size(name.len());
-        let alloc = self.inside(self.map.u64_at(OFF_ALLOC))?;
+        let alloc = self.inside(self.current()?.u64_at(OFF_ALLOC))?;
         loop {
             let a = alloc.load(Ordering::Acquire);
             let a = match usize::try_from(a) {
@@ -279,9 +315,13 @@ impl CountFile {
                 _ => return self.fail(), // allocation pointer is out of bounds
             };
             let end = a + size;
-            if end > self.cap.load(Ordering::Acquire) && end > self.refresh_cap() {
-                self.grow(end)?;
-                continue;
+            let mut map = self.current()?;
+            if end > map.len() {
+                map = self.refresh()?;
+                if end > map.len() {
+                    self.grow(end)?;
+                    continue;
+                }
             }
             if alloc
                 .compare_exchange(a as u64, end as u64, Ordering::AcqRel, Ordering::Acquire)
@@ -289,12 +329,11 @@ impl CountFile {
             {
                 // Space past the allocation pointer should be zero, but a
                 // hostile writer may have filled it: set every field.
-                self.inside(self.map.u64_at(a))?.store(0, Ordering::Relaxed);
-                self.inside(self.map.u32_at(a + 8))?
-                    .store(0, Ordering::Relaxed);
-                self.inside(self.map.u32_at(a + 12))?
+                self.inside(map.u64_at(a))?.store(0, Ordering::Relaxed);
+                self.inside(map.u32_at(a + 8))?.store(0, Ordering::Relaxed);
+                self.inside(map.u32_at(a + 12))?
                     .store(name.len() as u32, Ordering::Relaxed);
-                let dst = self.inside(self.map.bytes_at(a + RECORD_HEADER, name.len()))?;
+                let dst = self.inside(map.bytes_at(a + RECORD_HEADER, name.len()))?;
                 for (d, s) in dst.iter().zip(name) {
                     d.store(*s, Ordering::Relaxed);
                 }
@@ -305,45 +344,49 @@ impl CountFile {
         }
     }
 
-    /// Grows the file so that `end` bytes are written.
+    /// Grows the file so that at least `end` bytes are written, and maps
+    /// it again.
     fn grow(&self, end: usize) -> Result<(), Miss> {
         if end > MAX_FILE {
             return Err(Miss::Full);
         }
         let waited = Instant::now();
-        loop {
-            match self.file.try_lock() {
-                Ok(()) => break,
-                Err(fs::TryLockError::WouldBlock) => {
+        let lock = loop {
+            match crate::sys::file::try_lock_growth(&self.file) {
+                Ok(Some(lock)) => break lock,
+                Ok(None) => {
                     if waited.elapsed() >= GROW_WAIT {
                         return Err(Miss::Busy);
                     }
                     std::thread::sleep(Duration::from_micros(250));
-                    if self.refresh_cap() >= end {
-                        return Ok(());
+                    if self.refresh()?.len() >= end {
+                        return Ok(()); // another process grew it
                     }
                 }
-                Err(fs::TryLockError::Error(_)) => return Err(Miss::Busy),
+                Err(_) => return Err(Miss::Busy),
             }
-        }
+        };
         let written = self.extend_locked(end);
-        let _ = self.file.unlock();
-        if written.is_ok() && self.refresh_cap() >= end {
+        drop(lock);
+        if written.is_ok() && self.refresh()?.len() >= end {
             Ok(())
         } else {
             Err(Miss::Busy)
         }
     }
 
-    /// With the file lock held: writes zero chunks until `end` is covered.
+    /// With the growth lock held: writes zero chunks until the file's
+    /// usable length covers `end` and is at least double what it was (at
+    /// most [`MAX_FILE`]).
     fn extend_locked(&self, end: usize) -> io::Result<()> {
-        // Zeros from the allocator, not a 64 KiB static: that would be 64 KiB
-        // more in every program's binary, for a rare growth.
         let mut len = self.file.metadata()?.len() as usize;
-        while format::usable_len(len as u64) < end {
+        let target = growth_target(format::usable_len(len as u64), end);
+        while format::usable_len(len as u64) < target {
             // Finish a chunk left partly written by a grower that died.
+            // Zeros from the allocator, not a 64 KiB static: that would be
+            // 64 KiB more in every program's binary, for a rare growth.
             let upto = (len / CHUNK + 1) * CHUNK;
-            write_at(&self.file, &vec![0; upto - len], len as u64)?;
+            crate::sys::file::write_all_at(&self.file, &vec![0; upto - len], len as u64)?;
             len = upto;
         }
         Ok(())
@@ -354,6 +397,14 @@ impl CountFile {
     pub(crate) fn set_aside(&self, dir: &Path) {
         set_aside(dir, &self.path, &self.file);
     }
+}
+
+/// The usable length a grower makes, from `usable` now, so that `end`
+/// bytes fit: double the length (so a process maps a file a handful of
+/// times at most), or what `end` needs if more, never past [`MAX_FILE`].
+fn growth_target(usable: usize, end: usize) -> usize {
+    let needed = end.div_ceil(CHUNK) * CHUNK;
+    needed.max(usable.saturating_mul(2)).min(MAX_FILE)
 }
 
 /// Deletes counter files of weeks that began more than [`KEEP_PAST_WEEKS`]
@@ -374,29 +425,10 @@ fn prune_old_weeks(counts: &Path, week: chrono::NaiveDate) {
     }
 }
 
-#[cfg(unix)]
-fn write_at(file: &File, buf: &[u8], off: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, buf, off)
-}
-
-#[cfg(windows)]
-fn write_at(file: &File, mut buf: &[u8], mut off: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        let n = file.seek_write(buf, off)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-        off += n as u64;
-    }
-    Ok(())
-}
-
 /// Moves a corrupt file into `corrupt/`, if `path` still names the file we
 /// opened, and keeps that directory small.
 fn set_aside(dir: &Path, path: &Path, opened: &File) {
-    if !same_file(path, opened) {
+    if !crate::sys::file::same_file(path, opened) {
         return; // someone already replaced it
     }
     move_to_corrupt(dir, path);
@@ -424,20 +456,6 @@ pub(crate) fn move_to_corrupt(dir: &Path, path: &Path) -> Option<PathBuf> {
     };
     prune(&corrupt);
     went
-}
-
-#[cfg(unix)]
-fn same_file(path: &Path, opened: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(path), opened.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn same_file(path: &Path, _opened: &File) -> bool {
-    path.exists()
 }
 
 fn prune(corrupt: &Path) {
@@ -506,6 +524,55 @@ mod tests {
         assert_eq!(p.counters.len(), made);
     }
 
+    /// Another process grows the file past this one's mapping: this one
+    /// maps it again, longer, when it finds records past its end; no
+    /// mapping is ever longer than the file, and the file doubles.
+    #[test]
+    fn mappings_follow_the_file_and_never_pass_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = CountFile::open(dir.path(), &meta()).unwrap();
+        let other = CountFile::open(dir.path(), &meta()).unwrap();
+        assert_eq!(mine.current().unwrap().len(), CHUNK);
+        let name = |i: usize| format!("grow/{i:05}/{}", "y".repeat(100));
+        let mut sizes = vec![];
+        let mut n = 0;
+        while fs::metadata(&other.path).unwrap().len() < 600 * 1024 {
+            other
+                .cell(&name(n))
+                .unwrap()
+                .fetch_add(1, Ordering::Relaxed);
+            let len = fs::metadata(&other.path).unwrap().len() as usize;
+            assert!(other.current().unwrap().len() <= len);
+            if sizes.last() != Some(&len) {
+                sizes.push(len);
+            }
+            n += 1;
+        }
+        assert_eq!(sizes, [CHUNK, 2 * CHUNK, 4 * CHUNK, 8 * CHUNK, 16 * CHUNK]);
+        // This process still has its first mapping; every record the other
+        // added is found, and counts land in the same cells.
+        assert_eq!(mine.current().unwrap().len(), CHUNK);
+        for i in 0..n {
+            mine.cell(&name(i)).unwrap().fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(mine.current().unwrap().len(), 16 * CHUNK);
+        for i in 0..n {
+            assert_eq!(other.cell(&name(i)).unwrap().load(Ordering::Relaxed), 2);
+        }
+        assert!(!mine.is_broken() && !other.is_broken());
+        let p = format::parse(&fs::read(&mine.path).unwrap()).unwrap();
+        assert_eq!(p.counters.len(), n);
+        assert!(p.counters.values().all(|&c| c == 2));
+    }
+
+    #[test]
+    fn growth_doubles_up_to_the_limit() {
+        assert_eq!(growth_target(CHUNK, CHUNK + 1), 2 * CHUNK);
+        assert_eq!(growth_target(2 * CHUNK, 2 * CHUNK + 8), 4 * CHUNK);
+        assert_eq!(growth_target(CHUNK, 5 * CHUNK), 5 * CHUNK);
+        assert_eq!(growth_target(MAX_FILE / 2 + CHUNK, MAX_FILE), MAX_FILE);
+    }
+
     #[test]
     fn corrupt_file_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
@@ -514,9 +581,11 @@ mod tests {
             f.cell("a").unwrap().fetch_add(1, Ordering::Relaxed);
             f.path.clone()
         };
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[0] = b'X';
-        fs::write(&path, &bytes).unwrap();
+        // Damage the magic in place (the file is still mapped: Windows
+        // refuses to truncate it, as `fs::write` would).
+        let w = OpenOptions::new().write(true).open(&path).unwrap();
+        crate::sys::file::write_all_at(&w, b"X", 0).unwrap();
+        drop(w);
         let f = CountFile::open(dir.path(), &meta()).unwrap();
         assert_eq!(f.cell("a").unwrap().load(Ordering::Relaxed), 0);
         let aside: Vec<_> = fs::read_dir(dir.path().join("corrupt")).unwrap().collect();
@@ -527,24 +596,22 @@ mod tests {
     fn a_new_week_prunes_files_older_than_four_weeks() {
         let dir = tempfile::tempdir().unwrap();
         let first: chrono::NaiveDate = "2026-09-07".parse().unwrap();
+        let counts = dir.path().join("counts");
+        fs::create_dir_all(&counts).unwrap();
         for k in 0..8u64 {
-            let m = Meta::new(
-                "t",
-                "1",
-                "linux",
-                "x86_64",
-                first + chrono::Days::new(7 * k),
-            );
-            CountFile::open(dir.path(), &m).unwrap();
-            // Another build's file of the same week.
-            let o = Meta::new(
-                "u",
-                "1",
-                "linux",
-                "x86_64",
-                first + chrono::Days::new(7 * k),
-            );
-            CountFile::open(dir.path(), &o).unwrap();
+            let week = first + chrono::Days::new(7 * k);
+            // This build's file and another build's, of the same week. The
+            // older weeks' files are left by processes that are gone (a
+            // file mapped by a live process cannot be deleted on Windows;
+            // a later week's creation deletes it).
+            for prog in ["t", "u"] {
+                let m = Meta::new(prog, "1", "linux", "x86_64", week);
+                if k < 7 {
+                    fs::write(counts.join(m.file_name()), format::initial_image(&m)).unwrap();
+                } else {
+                    CountFile::open(dir.path(), &m).unwrap();
+                }
+            }
         }
         let mut weeks: Vec<String> = fs::read_dir(dir.path().join("counts"))
             .unwrap()
@@ -589,7 +656,11 @@ mod tests {
         f.cell("a").unwrap();
         // Point the chain of "a" into the header.
         let slot = TABLE_OFF + 4 * format::slot_of(b"a");
-        f.map.u32_at(slot).unwrap().store(8, Ordering::Relaxed);
+        f.current()
+            .unwrap()
+            .u32_at(slot)
+            .unwrap()
+            .store(8, Ordering::Relaxed);
         assert_eq!(f.cell("a").err(), Some(Miss::Damaged));
         assert!(f.is_broken());
         assert_eq!(f.cell("b").err(), Some(Miss::Damaged));
@@ -611,7 +682,7 @@ mod tests {
                 f.cell(&format!("n/{i}")).unwrap().fetch_add(1, Ordering::Relaxed);
             }
             for (pos, val) in edits {
-                f.map.bytes_at(pos, 1).unwrap()[0].store(val, Ordering::Relaxed);
+                f.current().unwrap().bytes_at(pos, 1).unwrap()[0].store(val, Ordering::Relaxed);
             }
             for i in 0..80 {
                 if let Ok(c) = f.cell(&format!("n/{i}")) {

@@ -49,30 +49,17 @@ pub fn check_namespace(ns: &str) -> Result<(), String> {
     }
 }
 
-fn nonempty_env(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The user's configuration directory, if one can be found.
+/// The user's configuration directory, if one can be found:
+/// `%APPDATA%` on Windows, `~/Library/Application Support` on macOS,
+/// `$XDG_CONFIG_HOME` (if absolute) or `~/.config` elsewhere.
 pub fn user_config_dir() -> Option<PathBuf> {
-    if cfg!(windows) {
-        return nonempty_env("APPDATA");
-    }
-    let home = nonempty_env("HOME");
-    if cfg!(target_os = "macos") {
-        return home.map(|h| h.join("Library").join("Application Support"));
-    }
-    nonempty_env("XDG_CONFIG_HOME")
-        .filter(|p| p.is_absolute())
-        .or_else(|| home.map(|h| h.join(".config")))
+    crate::sys::dirs::user_config_dir()
 }
 
 /// The telemetry directory of a namespace (not created).
 pub fn telemetry_dir(namespace: &str) -> Option<PathBuf> {
-    if let Some(base) = nonempty_env(DIR_VAR) {
-        return Some(base.join(namespace));
+    if let Some(base) = std::env::var_os(DIR_VAR).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(base).join(namespace));
     }
     user_config_dir().map(|d| d.join(namespace).join("telemetry"))
 }

@@ -42,7 +42,7 @@ pub(crate) fn read_small(path: &Path) -> io::Result<String> {
 pub(crate) fn read_at_most(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match read_at(file, &mut buf[done..], offset + done as u64) {
+        match crate::sys::file::read_at(file, &mut buf[done..], offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -50,16 +50,6 @@ pub(crate) fn read_at_most(file: &fs::File, buf: &mut [u8], offset: u64) -> io::
         }
     }
     Ok(done)
-}
-
-#[cfg(unix)]
-fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// Creates `path` with `data`, all at once, only if it does not exist

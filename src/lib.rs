@@ -40,19 +40,29 @@
 //! **The counter file** (`format.rs`, `countfile.rs`, the spec in
 //! `counters-spec/file-format.md`). Each program build (program, version,
 //! OS, arch) has one file per week in `<telemetry dir>/counts/`. Every
-//! process of that build maps the file shared and writable, once, at its
-//! largest size, and never remaps it. A counter is a record in a hash table
-//! inside the file; records are added by compare-and-swap, counts by atomic
-//! add. No lock is ever taken to count; the file grows (rarely) under a file
-//! lock, by writing real zeros so that a full disk is an error, not a crash.
+//! process of that build maps the file shared and writable; no mapping is
+//! longer than the file, and none is ever unmapped: when the file grows, a
+//! process maps it again, longer, and counts already handed out keep going
+//! through the older mapping. A counter is a record in a hash table inside
+//! the file; records are added by compare-and-swap, counts by atomic add.
+//! No lock is ever taken to count; the file grows (rarely, doubling) under
+//! a growth lock that never covers data, by writing real zeros so that a
+//! full disk is an error, not a crash.
 //! A file is created complete (written aside, then hard-linked into place).
 //! Opening checks only its header, so it costs the same for any size;
 //! records are checked as they are touched, in an order that never takes
 //! another process's write in progress for damage; a file whose damage is
 //! certain is set aside into `corrupt/` and counting moves to a fresh one.
 //! Every offset read from it is bounds-checked and every chain walk is
-//! bounded. On Linux a SIGBUS guard survives a file truncated under a live
-//! mapping.
+//! bounded. On every unix a fault guard survives a file truncated under a
+//! live mapping (Windows refuses to truncate a mapped file).
+//!
+//! **Platforms** (`sys/`, the only `unsafe` and the only code that differs
+//! between platforms). Linux, macOS, Windows and the BSDs count into the
+//! shared file; each Linux fast path (coarse clock, absolute sleep, the
+//! fast stack walker) has a portable fallback that CI also runs on Linux.
+//! On a target that cannot map files (WASI, say) the crate builds and
+//! counts nothing, as if telemetry were off.
 //!
 //! **Counters** (`counter.rs`, `stack.rs`, `registry.rs`). A `static`
 //! [`Counter`] finds its slot on first use and caches it: after that an
@@ -128,6 +138,8 @@ pub use counter::Counter;
 pub use format::{CounterFile, DumpError, dump};
 pub use mode::Mode;
 pub use stack::StackCounter;
+#[cfg(feature = "test-hooks")]
+pub use telemetry::week_thread_running;
 pub use telemetry::{Started, Telemetry};
 
 /// The naming grammar lives with the other shared formats.

@@ -143,7 +143,7 @@ impl StackCounter {
                         n += 1;
                         return n < want;
                     }
-                    found = frame.symbol_address() as usize == marker;
+                    found = crate::sys::frames::function_start(frame) == marker;
                     true
                 });
                 if !found {
@@ -180,7 +180,7 @@ impl StackCounter {
                 frames.push(frame.clone());
                 return frames.len() < want;
             }
-            found = frame.symbol_address() as usize == marker;
+            found = crate::sys::frames::function_start(frame) == marker;
             true
         });
         let entry = self.entry_for(&frames, skip);
@@ -212,7 +212,7 @@ impl StackCounter {
                 // address and take the outermost symbol there. `resolve`
                 // looks up the address minus one (it expects return
                 // addresses), so add one to land on the first instruction.
-                let first = (frame.symbol_address() as usize).wrapping_add(1);
+                let first = crate::sys::frames::function_start(frame).wrapping_add(1);
                 backtrace::resolve(first as *mut std::ffi::c_void, |s| {
                     start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
                 });

@@ -308,6 +308,14 @@ impl Telemetry {
             turn_off();
             return started;
         }
+        if !crate::sys::MAPPING {
+            // No shared file mapping on this target: count nothing, write
+            // nothing, as if off.
+            started.problem =
+                Some("telemetry is not supported on this platform: nothing is counted".into());
+            turn_off();
+            return started;
+        }
         if let Err(e) = crate::dirs::check_namespace(&self.namespace) {
             started.problem = Some(e);
             turn_off();
@@ -349,6 +357,14 @@ impl Telemetry {
         }
         started
     }
+}
+
+/// Whether this process's week thread was started (and its start did not
+/// fail). With the `test-hooks` feature only, for tests that check when a
+/// process gets the thread.
+#[cfg(feature = "test-hooks")]
+pub fn week_thread_running() -> bool {
+    THREAD_RUNNING.load(Ordering::Acquire)
 }
 
 /// What the process started with, if telemetry was started.

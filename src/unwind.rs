@@ -35,33 +35,7 @@
 //! On other platforms [`walk`] always gives up, [`unloads`] is `None`, and
 //! [`backtrace_knows`] every address.
 
-/// The platforms with the fast walker and the loader queries.
-macro_rules! fast {
-    ($($item:item)*) => {
-        $(
-            #[cfg(all(
-                target_os = "linux",
-                target_arch = "x86_64",
-                any(target_env = "gnu", target_env = "musl")
-            ))]
-            $item
-        )*
-    };
-}
-
-/// The other platforms.
-macro_rules! slow {
-    ($($item:item)*) => {
-        $(
-            #[cfg(not(all(
-                target_os = "linux",
-                target_arch = "x86_64",
-                any(target_env = "gnu", target_env = "musl")
-            )))]
-            $item
-        )*
-    };
-}
+use crate::sys::{with_fast_unwind as fast, without_fast_unwind as slow};
 
 fast! {
 mod imp {
@@ -432,7 +406,7 @@ mod tests {
                 out.push(f.ip() as usize);
                 return out.len() < want;
             }
-            found = f.symbol_address() as usize == marker;
+            found = crate::sys::frames::function_start(f) == marker;
             true
         });
     }
@@ -501,7 +475,7 @@ mod tests {
                 system.push(f.ip() as usize);
                 return system.len() < cap;
             }
-            found = f.symbol_address() as usize == marker;
+            found = crate::sys::frames::function_start(f) == marker;
             true
         });
         std::hint::black_box(n)

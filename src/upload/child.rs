@@ -27,13 +27,9 @@ pub(super) fn spawn_child(ns: &str, token: &Path) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own process group: a Ctrl-C meant for the host's job does not
-        // cut an upload in half.
-        cmd.process_group(0);
-    }
+    // Detached from the host's terminal: a Ctrl-C meant for the host's job
+    // does not cut an upload in half.
+    crate::sys::process::detach(&mut cmd);
     if let Ok(mut child) = cmd.spawn() {
         // Reap it if the host lives longer; never waited for at exit.
         let _ = std::thread::Builder::new()

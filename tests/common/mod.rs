@@ -52,7 +52,9 @@ pub fn example(name: &str, features: &[&str]) -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let exe = dir.join("examples").join(name);
+    let exe = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !exe.exists() {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--example", name]);

@@ -441,6 +441,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
             uploads_per_minute: 0,
             ..clearcount_server::Limits::default()
         },
+        metrics_addr: None,
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

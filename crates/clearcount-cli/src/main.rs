@@ -69,7 +69,8 @@ enum Command {
     Witness(witness_cmd::WitnessCommand),
     /// Run the collection server and public archive.
     Serve(serve_cmd::ServeArgs),
-    /// Rebuild the weekly archive files of a server's data.
+    /// Rebuild the weekly archive files of a server's data, their tables
+    /// (Parquet, CSV) and the static site.
     Merge(serve_cmd::MergeArgs),
     /// The whole flow on this machine: server, simulated installations,
     /// uploads, archive, charts.

@@ -40,9 +40,16 @@ pub(crate) struct ServeArgs {
     /// Directory of declared-counter files (config/counters/*.toml).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
-    /// Charts hide a bucket seen in fewer than this many reports in a week.
+    /// Charts hide a bucket seen in fewer than this many reports in a week,
+    /// and the archive's tables (Parquet, CSV) leave out a row fewer
+    /// reports of its week have.
     #[arg(long, default_value_t = 10)]
     pub(crate) min_reports: u64,
+    /// Serve /metrics (OpenMetrics text, for operators) on this address, a
+    /// different one from --addr (keep it private: it has no access
+    /// control). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// Seconds between archive rebuilds.
     #[arg(long, default_value_t = 60)]
     pub(crate) merge_interval: u64,
@@ -96,6 +103,7 @@ impl ServeArgs {
                 client_ip_header: self.client_ip_header.clone(),
                 ..Limits::default()
             },
+            metrics_addr: self.metrics_addr,
         }
     }
 }
@@ -108,9 +116,15 @@ pub(crate) struct MergeArgs {
     #[arg(long, default_value = "./clearcount-data")]
     pub(crate) data: String,
     /// The static site's charts hide a bucket seen in fewer than this many
-    /// reports in a week (as `clearcount serve --min-reports`).
+    /// reports in a week, and the tables leave out a row fewer reports of
+    /// its week have (as `clearcount serve --min-reports`).
     #[arg(long, default_value_t = 10)]
     pub(crate) min_reports: u64,
+    /// Rebuild only the tables (archive/WEEK.parquet and .csv) from the
+    /// archive files already there: after a change of --min-reports, or in
+    /// a copy of a published archive (DIR/archive/WEEK.ndjson).
+    #[arg(long)]
+    pub(crate) tables_only: bool,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; prints its URL once listening.
@@ -155,6 +169,18 @@ fn recosign_loop(log: &std::path::Path, every: Duration) {
 /// Rebuilds every week's archive file, then the static site; prints what it
 /// did.
 pub(crate) fn run_merge(args: MergeArgs) -> Result<(), String> {
+    if args.tables_only {
+        let t = clearcount_server::tables_blocking(&args.data, args.min_reports)?;
+        println!(
+            "clearcount merge: tables of {} weeks: {} rows from {} reports ({} rows of fewer than {} reports left out)",
+            t.weeks,
+            t.rows,
+            t.reports,
+            t.hidden,
+            args.min_reports.max(1)
+        );
+        return Ok(());
+    }
     let stats = clearcount_server::merge_blocking(&args.data, args.min_reports)?;
     println!(
         "clearcount merge: {} reports in {} weekly archive files{}",

@@ -190,6 +190,29 @@ fn charts_render_in_chromium() {
         assert!(blocked.is_empty(), "{page}: Chromium blocked {blocked:#?}");
     }
 
+    // The demo's archive (`--data DIR`) has every week's tables beside its
+    // NDJSON, and `/data/` lists them.
+    let archive = tmp.path().join("demo/server/archive");
+    let weeks: Vec<String> = std::fs::read_dir(&archive)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".ndjson").map(str::to_owned)
+        })
+        .collect();
+    assert!(!weeks.is_empty(), "no archive in {}", archive.display());
+    let out = browse(&["--dump-dom", &format!("{base}/data/")], &profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for w in &weeks {
+        let parquet = std::fs::read(archive.join(format!("{w}.parquet"))).unwrap();
+        assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
+        assert!(archive.join(format!("{w}.csv")).is_file());
+        assert!(
+            dom.contains(&format!("{w}.parquet")) && dom.contains(&format!("{w}.csv")),
+            "/data/ lists {w}'s tables"
+        );
+    }
+
     // The config page shows the demo's config log, as the browser builds
     // it under the policy: every version with its hashes, the latest
     // checkpoint and who signed it, how to audit it; and the auditor's

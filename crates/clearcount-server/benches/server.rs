@@ -10,67 +10,24 @@
 //!   merge` runs: the archive of N stored reports, then the static site)
 //!   (`CLEARCOUNT_BENCH_MERGE_N`, default 10,000). The reports are stored
 //!   first by uploading them to a server (not timed).
+//! - `tables`: the archive's tables of N reports (`CLEARCOUNT_BENCH_TABLES_N`,
+//!   default 100,000; 60 builds, commands, flags, 200 crash stacks): the
+//!   NDJSON merge alone (`merge_archive_blocking`), then writing the Parquet
+//!   and CSV tables from it (`tables_blocking`), each timed with its peak
+//!   memory; the ratio of the two times is the figure.
 //!
 //! Run with `cargo bench -p clearcount-server --bench server`.
 
+#[path = "common/client.rs"]
+mod client;
 #[path = "common/reports.rs"]
 mod reports;
 
-use reports::{CONFIG, Server, env_num, report, temp_dir, week};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use client::Client;
+use reports::{CONFIG, Server, TABLES_CONFIG, env_num, report, temp_dir, varied_report, week};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// A minimal HTTP/1.1 keep-alive client: POST and read the status.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        Client {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        }
-    }
-
-    fn post(&mut self, body: &[u8]) -> u16 {
-        let head = format!(
-            "POST /upload HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        self.writer.write_all(head.as_bytes()).unwrap();
-        self.writer.write_all(body).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        status
-    }
-}
 
 fn bench_ingest() {
     let threads = env_num("CLEARCOUNT_BENCH_THREADS", 4);
@@ -173,6 +130,71 @@ fn bench_merge() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `f` with the peak-RSS mark reset (Linux): its time, its result,
+/// the RSS before and the peak during it (KiB).
+fn measured<T>(f: impl FnOnce() -> T) -> (Duration, T, Option<u64>, Option<u64>) {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = current_rss_kib();
+    let t = Instant::now();
+    let out = f();
+    (t.elapsed(), out, before, peak_rss_kib())
+}
+
+fn bench_tables() {
+    let n = env_num("CLEARCOUNT_BENCH_TABLES_N", 100_000);
+    let dir = temp_dir("tables");
+    reports::publish::publish(&dir, TABLES_CONFIG);
+    let data = dir.join("data");
+    let data_str = data.display().to_string();
+    let week = week();
+    let t = Instant::now();
+    reports::fill_with(
+        &data_str,
+        &dir.join("config.toml"),
+        0,
+        n,
+        &week,
+        varied_report,
+    );
+    let setup = t.elapsed();
+    let kib = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+    let (merge_t, stats, before, peak) =
+        measured(|| clearcount_server::merge_archive_blocking(&data_str).unwrap());
+    assert_eq!(stats.reports, n);
+    let size = |ext: &str| {
+        std::fs::metadata(data.join(format!("archive/{week}.{ext}")))
+            .map(|m| m.len())
+            .unwrap_or(0) as f64
+            / (1 << 20) as f64
+    };
+    println!(
+        "server/tables: the NDJSON merge alone of {n} reports ({:.1} MiB): {:.2} s; RSS before {} KiB, peak {} KiB",
+        size("ndjson"),
+        merge_t.as_secs_f64(),
+        kib(before),
+        kib(peak)
+    );
+    let (tables_t, tables, before, peak) =
+        measured(|| clearcount_server::tables_blocking(&data_str, 10).unwrap());
+    assert_eq!(tables.reports, n);
+    println!(
+        "server/tables: the tables of the same {n} reports ({} rows; {} rows under 10 reports left out; Parquet {:.2} MiB, CSV {:.2} MiB): {:.2} s; RSS before {} KiB, peak {} KiB",
+        tables.rows,
+        tables.hidden,
+        size("parquet"),
+        size("csv"),
+        tables_t.as_secs_f64(),
+        kib(before),
+        kib(peak)
+    );
+    println!(
+        "server/tables: tables / merge time: {:.2} (setup: {:.1} s)",
+        tables_t.as_secs_f64() / merge_t.as_secs_f64(),
+        setup.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter selects one benchmark.
     let filter: Vec<String> = std::env::args()
@@ -185,5 +207,8 @@ fn main() {
     }
     if wanted("merge") {
         bench_merge();
+    }
+    if wanted("tables") {
+        bench_tables();
     }
 }

@@ -24,7 +24,7 @@
 use super::store::Store;
 use clearcount_protocol::report::Report;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufRead};
+use std::io;
 
 /// week → number of reports.
 pub type Series = BTreeMap<String, u64>;
@@ -258,39 +258,8 @@ impl ChartData {
     /// Adds every report of a newline-delimited JSON stream (one archive
     /// file). Lines that are not reports are counted in `skipped`.
     pub fn add_ndjson(&mut self, reader: impl io::Read) -> io::Result<()> {
-        let mut reader = io::BufReader::with_capacity(128 * 1024, reader);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            // Lines longer than an upload can be are not reports: read them
-            // in bounded pieces and skip.
-            let n = io::Read::take(&mut reader, super::MAX_BODY as u64 * 2)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
-                return Ok(());
-            }
-            if line.last() != Some(&b'\n') && n as u64 == super::MAX_BODY as u64 * 2 {
-                self.skipped += 1;
-                // Skip to the end of this long line.
-                loop {
-                    line.clear();
-                    let m = io::Read::take(&mut reader, super::MAX_BODY as u64)
-                        .read_until(b'\n', &mut line)?;
-                    if m == 0 || line.last() == Some(&b'\n') {
-                        break;
-                    }
-                }
-                continue;
-            }
-            let text = line.trim_ascii();
-            if text.is_empty() {
-                continue;
-            }
-            match Report::from_slice(text) {
-                Ok(r) => self.add(&r),
-                Err(_) => self.skipped += 1,
-            }
-        }
+        self.skipped += super::merge::for_each_report(reader, |r| self.add(&r))?;
+        Ok(())
     }
 
     /// Reads the archive files of the last [`MAX_WEEKS`] weeks of a store

@@ -10,6 +10,7 @@
 //! and dropped so that a client sending too much still reads its `413`.
 
 use super::limits::{self, Peer};
+use super::metrics::{Accepted, Refused};
 use super::store::{self, PutOutcome};
 use super::{ACCEPTED_AGE_DAYS, AppState, MAX_BODY};
 use axum::body::{Body, Bytes, HttpBody};
@@ -180,6 +181,7 @@ pub(crate) async fn upload(
     if let (Some(rate), Some(axum::Extension(Peer(ip)))) = (&state.rate, peer) {
         let source = limits::source(ip, &headers, state.client_ip_header.as_ref());
         if let Err(wait) = rate.check(source) {
+            state.metrics.refused(Refused::RateLimited);
             return retry_after(
                 StatusCode::TOO_MANY_REQUESTS,
                 wait,
@@ -195,6 +197,7 @@ pub(crate) async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > DRAIN as u64) {
+        state.metrics.refused(Refused::TooLarge);
         return too_large();
     }
     // The bytes this upload may hold, from the budget of all uploads.
@@ -206,6 +209,7 @@ pub(crate) async fn upload(
         .clone()
         .try_acquire_many_owned(reserve as u32)
     else {
+        state.metrics.refused(Refused::Busy);
         return retry_after(
             StatusCode::SERVICE_UNAVAILABLE,
             1,
@@ -215,18 +219,24 @@ pub(crate) async fn upload(
     let read = tokio::time::timeout(state.limits.body_timeout, read_body(body, MAX_BODY, DRAIN));
     let bytes = match read.await {
         Err(_) => {
+            state.metrics.refused(Refused::Timeout);
             return text(
                 StatusCode::REQUEST_TIMEOUT,
                 "report body not received in time",
             );
         }
-        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::TooLarge)) => {
+            state.metrics.refused(Refused::TooLarge);
+            return too_large();
+        }
         Ok(Err(BodyError::Unreadable)) => {
+            state.metrics.refused(Refused::Unreadable);
             return text(StatusCode::BAD_REQUEST, "the report body could not be read");
         }
         Ok(Ok(b)) => b,
     };
     let Some(cfg) = state.current_config() else {
+        state.metrics.refused(Refused::NoConfig);
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server has no collection config; try again later",
@@ -235,11 +245,16 @@ pub(crate) async fn upload(
     let checked = match check_upload(&bytes, &cfg.config, super::now()) {
         Ok(c) => c,
         Err(r) => {
+            state.metrics.refused(match r.status {
+                413 => Refused::TooLarge,
+                _ => Refused::Invalid,
+            });
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
             return text(status, &r.reason);
         }
     };
     let Some(kept) = checked.kept else {
+        state.metrics.accepted(Accepted::NothingKept);
         return text(
             StatusCode::OK,
             "nothing kept: the collection config declares none of this report's programs or counters; nothing stored",
@@ -248,16 +263,21 @@ pub(crate) async fn upload(
     let key = store::report_key(&kept.week, &checked.hash);
     match state.store.put_if_absent(&key, kept.to_bytes()).await {
         Ok(PutOutcome::Created) => {
+            state.metrics.accepted(Accepted::Stored);
             if let Ok(mut d) = state.dirty.lock() {
                 d.insert(kept.week.clone());
             }
             text(StatusCode::CREATED, &format!("stored {}", checked.hash))
         }
-        Ok(PutOutcome::Existed) => text(
-            StatusCode::OK,
-            &format!("already stored {} (duplicate upload)", checked.hash),
-        ),
+        Ok(PutOutcome::Existed) => {
+            state.metrics.accepted(Accepted::Duplicate);
+            text(
+                StatusCode::OK,
+                &format!("already stored {} (duplicate upload)", checked.hash),
+            )
+        }
         Err(e) => {
+            state.metrics.refused(Refused::StoreError);
             eprintln!("clearcount serve: cannot store a report: {e}");
             text(
                 StatusCode::SERVICE_UNAVAILABLE,

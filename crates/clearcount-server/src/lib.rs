@@ -13,12 +13,14 @@
 //!
 //!  every merge interval (and `clearcount merge`):
 //!      reports/<week>/**  ──stream──▶  archive/<week>.ndjson   (atomic replace)
+//!      archive/<week>.ndjson ──▶ archive/<week>.parquet, .csv  (tidy tables)
 //!      then the static site: site/*.html  (see `publish`)
 //!
 //!  GET /  /charts  /data/  /config  /counters   (plain HTML + inline SVG,
 //!                                               built once per change)
 //!  GET /config.toml (+ .minisig, .proof?old=N, .tlog-proof)   the config and
 //!  GET /log/…                                 its config log, from memory
+//!  GET /metrics   on --metrics-addr only      OpenMetrics, for operators
 //! ```
 //!
 //! 0. **Connections** (`listen.rs`, `limits.rs`). HTTP/1.1 over hyper with
@@ -29,12 +31,17 @@
 //!    lives in memory only, and security headers on every response.
 //!
 //!    Who runs what: every connection is an async task on the runtime's
-//!    worker threads, and none blocks one. The blocking pool only runs
-//!    short file operations (a report written, a listing, one 16 KiB read of
-//!    an archive file when its client can take it), so a slow client holds
-//!    a connection slot and a buffer, never a thread. Merges and page builds
-//!    run on threads of their own at a lower priority (nice 10), so they
-//!    neither share a pool with ingest nor take its processors.
+//!    worker threads. A report is written to the directory store on the
+//!    worker that received it: a handful of system calls on a local
+//!    directory, no `fsync`, cheaper than a hop to another thread and back
+//!    (which cost more processor time than the write, in wakeups and
+//!    switches). The blocking pool runs the other short file operations (a
+//!    listing, one 16 KiB read of an archive file when its client can take
+//!    it), so a slow client holds a connection slot and a buffer, never a
+//!    thread, and the kernel holds at most 16 KiB it has not sent for it
+//!    (see `listen.rs`). Merges and page builds run on threads of their
+//!    own at a lower priority (nice 10), so they neither share a pool with
+//!    ingest nor take its processors.
 //! 1. **Ingest** (`ingest.rs`). A body over 64 KiB is refused (413). The
 //!    report is parsed strictly: unknown fields, wrong types, a bad week, X
 //!    out of `[0, 1)`, negative counts or a bad counter name are refused with
@@ -62,6 +69,11 @@
 //!    corrupt it nor replace it with an older listing. The server merges the
 //!    weeks it can still receive reports for every
 //!    [`ServerOptions::merge_interval`]; `clearcount merge` rebuilds them all.
+//!    After each week's merge, its tidy tables are rebuilt from the archive
+//!    file ([`tables`]): `archive/<week>.parquet` and `.csv`, one row per
+//!    build, counter bucket and stack with the reports that have it and the
+//!    sum of their counts, leaving out rows of fewer than
+//!    [`ServerOptions::min_reports`] reports.
 //! 4. **Public pages** (`pages.rs`, `charts.rs`, `render.rs`, `publish.rs`). `/` says what this is,
 //!    `/charts` draws per program the distribution of versions, systems and
 //!    architectures, and each declared counter's buckets over the weeks, as
@@ -69,7 +81,7 @@
 //!    than [`ServerOptions::min_reports`] reports in a week is not shown;
 //!    the 10 most reported values per chart, the rest as `other`, at most
 //!    200 values tracked per chart), built by streaming the archive files.
-//!    `/data/` lists the archive files
+//!    `/data/` lists the archive files and their tables, with their sizes,
 //!    for download, `/config` shows the config being served, its signature,
 //!    the public key, its config log (every version with its leaf index,
 //!    hashes and when it was witnessed, the latest checkpoint and its
@@ -99,6 +111,12 @@
 //!    cosignatures), and its log extends the one served. Otherwise the old
 //!    config keeps being served and one line says why. Each version used is
 //!    recorded under `config/history/` in the store.
+//! 7. **Metrics** (`metrics.rs`). With [`ServerOptions::metrics_addr`], a
+//!    second listener serves `/metrics` in OpenMetrics text: uploads
+//!    accepted and refused by reason, connections served and refused over
+//!    the cap, merge runs and their durations, the archive's reports and
+//!    bytes, the config's version and its log's size, and store errors by
+//!    operation. Nothing about a sender is in them.
 //!
 //! # Example
 //!
@@ -126,18 +144,21 @@ mod ingest;
 mod limits;
 mod listen;
 mod merge;
+mod metrics;
 mod pages;
 mod publish;
 mod render;
 #[cfg(feature = "s3")]
 mod s3;
 mod store;
+pub mod tables;
 
 #[cfg(test)]
 mod race_tests;
 
 pub use limits::Limits;
-pub use merge::{MergeStats, merge_blocking};
+pub use merge::{MergeStats, merge_archive_blocking, merge_blocking};
+pub use tables::{TableStats, tables_blocking};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -185,12 +206,17 @@ pub struct ServerOptions {
     /// A directory of declared-counter files (`<program>.toml`), shown on
     /// `/counters`.
     pub counters: Option<PathBuf>,
-    /// A bucket seen in fewer reports than this in a week is not charted.
+    /// A bucket seen in fewer reports than this in a week is not charted,
+    /// and a row of the archive's tables that fewer reports of its week
+    /// have is left out of them ([`tables`]).
     pub min_reports: u64,
     /// How often the archive of recent weeks is rebuilt.
     pub merge_interval: Duration,
     /// Connection, upload and rate limits.
     pub limits: Limits,
+    /// Where to serve `/metrics` (OpenMetrics text, for operators): an
+    /// address of its own, never the public one. `None`: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
@@ -206,6 +232,7 @@ impl Default for ServerOptions {
             min_reports: 10,
             merge_interval: Duration::from_secs(60),
             limits: Limits::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -261,6 +288,8 @@ pub(crate) struct AppState {
     pub(crate) client_ip_header: Option<axum::http::HeaderName>,
     /// Upload bytes that may be in flight (one permit a byte).
     pub(crate) upload_budget: Arc<tokio::sync::Semaphore>,
+    /// Operators' metrics (served only on `metrics_addr`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -558,8 +587,8 @@ async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf, also: V
     }
 }
 
-/// Rebuilds the archive of the weeks still open for reports, every
-/// `interval` and whenever asked, then the static site.
+/// Rebuilds the archive of the weeks still open for reports, and their
+/// tables, every `interval` and whenever asked, then the static site.
 async fn merge_loop(state: Arc<AppState>, interval: Duration) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -576,6 +605,7 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
         // On the first run, and for the weeks this process saw, merge; other
         // instances on a shared store cover their own weeks, and every
         // instance rebuilds all open weeks at start.
+        let started = std::time::Instant::now();
         let weeks = if first {
             merge::open_weeks(&*state.store, now()).await
         } else if dirty.is_empty() {
@@ -585,18 +615,14 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
         };
         first = false;
         let result = match weeks {
-            Ok(weeks) => merge::merge_weeks_unsettled(state.store.clone(), weeks).await,
+            Ok(weeks) => merge_weeks(&state, weeks).await,
             Err(e) => Err(e),
         };
+        state
+            .metrics
+            .merge_run(result.is_ok(), started.elapsed().as_secs_f64());
         match result {
-            Ok((_, unsettled)) => {
-                // On a store that ignores conditional writes: a week whose
-                // listing moved after the write is merged again next time.
-                if let Ok(mut d) = state.dirty.lock() {
-                    d.extend(unsettled);
-                }
-                publish(&state).await
-            }
+            Ok(()) => publish(&state).await,
             Err(e) => {
                 eprintln!("clearcount serve: merge failed: {e}");
                 if let Ok(mut d) = state.dirty.lock() {
@@ -605,6 +631,28 @@ async fn merge_loop(state: Arc<AppState>, interval: Duration) {
             }
         }
     }
+}
+
+/// Merges the archive of `weeks` and rebuilds their tables, with the
+/// server's `min_reports`; records what it did in the metrics.
+async fn merge_weeks(state: &AppState, weeks: Vec<String>) -> std::io::Result<()> {
+    let done = tables::merge_and_tabulate(state.store.clone(), weeks, state.min_reports).await?;
+    for w in &done {
+        state.metrics.archive_week(&w.week, w.merged.reports);
+    }
+    // On a store that ignores conditional writes: a week whose listing
+    // moved after its write is merged again at the next merge.
+    if let Ok(mut d) = state.dirty.lock() {
+        d.extend(
+            done.iter()
+                .filter(|w| w.merged.unsettled > 0)
+                .map(|w| w.week.clone()),
+        );
+    }
+    if let Ok(listing) = state.store.list("archive/").await {
+        state.metrics.archive_listing(&listing);
+    }
+    Ok(())
 }
 
 /// Rebuilds the static site (`site/`) after a merge, with the server's
@@ -737,6 +785,9 @@ pub(crate) async fn serve_store(
         ),
         None => None,
     };
+    // Every store error anywhere counts in the metrics.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store = metrics::MeteredStore::wrap(store, metrics.clone());
     let state = Arc::new(AppState {
         store,
         config: RwLock::new(config),
@@ -754,6 +805,7 @@ pub(crate) async fn serve_store(
                 .clamp(MAX_BODY, tokio::sync::Semaphore::MAX_PERMITS),
         )),
         limits: opts.limits.clone(),
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -762,6 +814,20 @@ pub(crate) async fn serve_store(
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let mut tasks = Vec::new();
+    if let Some(at) = opts.metrics_addr {
+        let metrics_listener = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+        let bound = metrics_listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+        eprintln!("clearcount serve: metrics (OpenMetrics) on http://{bound}/metrics");
+        tasks.push(tokio::spawn(metrics::serve(
+            metrics_listener,
+            state.clone(),
+            std::future::pending(),
+        )));
+    }
     if let (Some(path), Some(log)) = (opts.config.clone(), log_dir) {
         tasks.push(tokio::spawn(watch_config(
             state.clone(),
@@ -776,7 +842,7 @@ pub(crate) async fn serve_store(
         let _ = tx.send(addr);
     }
     let app = router(state.clone());
-    let result = listen::serve(listener, app, &opts.limits, shutdown).await;
+    let result = listen::serve(listener, app, &opts.limits, state.metrics.clone(), shutdown).await;
     for t in &tasks {
         t.abort();
     }
@@ -787,7 +853,7 @@ pub(crate) async fn serve_store(
         .map(|d| d.iter().cloned().collect())
         .unwrap_or_default();
     if !weeks.is_empty()
-        && let Err(e) = merge::merge_weeks(state.store.clone(), weeks).await
+        && let Err(e) = merge_weeks(&state, weeks).await
     {
         eprintln!("clearcount serve: final merge failed: {e}");
     }

@@ -45,7 +45,7 @@
 use super::publish::PublishOptions;
 use super::store::{self, Store};
 use clearcount_protocol::report::Report;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use store::{Expect, Replaced};
@@ -355,9 +355,11 @@ pub async fn merge_all(store: Arc<dyn Store>) -> io::Result<MergeStats> {
     Ok(stats)
 }
 
-/// The weeks that can still receive reports at `now`, and any week without
-/// an archive: what a server merges when it starts.
-pub async fn open_weeks(
+/// The weeks the server merges when it starts: those that can still
+/// receive reports at `now` (not older than [`super::ACCEPTED_AGE_DAYS`]
+/// and a week), and any week without an archive file or without its tables
+/// (see [`crate::tables`]).
+pub(crate) async fn open_weeks(
     store: &dyn Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> io::Result<Vec<String>> {
@@ -375,15 +377,18 @@ pub async fn open_weeks(
         .filter(|w| {
             let open = chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d")
                 .is_ok_and(|d| (today - d).num_days() <= super::ACCEPTED_AGE_DAYS + 7);
-            open || !archived.contains(&format!("{w}.ndjson"))
+            open || ["ndjson", "parquet", "csv"]
+                .iter()
+                .any(|ext| !archived.contains(&format!("{w}.{ext}")))
         })
         .collect())
 }
 
 /// `clearcount merge --data DIR --min-reports K`: rebuilds every week's
-/// archive, then the static site (whose charts hide a bucket seen in fewer
-/// than `min_reports` reports in a week), in its own runtime. Returns the
-/// totals.
+/// archive and its tables (whose rows under `min_reports` reports are left
+/// out, see [`crate::tables`]), then the static site (whose charts hide a
+/// bucket seen in fewer than `min_reports` reports in a week), in its own
+/// runtime. Returns the totals.
 ///
 /// ```no_run
 /// let s = clearcount_server::merge_blocking("./clearcount-data", 10).unwrap();
@@ -395,12 +400,83 @@ pub fn merge_blocking(data: &str, min_reports: u64) -> Result<MergeStats, String
         store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
     let rt = super::runtime()?;
     let stats = rt
-        .block_on(merge_all(store.clone()))
-        .map_err(|e| format!("merge failed: {e}"))?;
+        .block_on(async {
+            let weeks = report_weeks(&*store).await?;
+            let mut done =
+                super::tables::merge_and_tabulate(store.clone(), weeks, min_reports).await?;
+            // On a store that ignores conditional writes, a week whose
+            // listing moved after its write is merged once more now (a
+            // one-shot merge has no next interval).
+            let moved: Vec<String> = done
+                .iter()
+                .filter(|w| w.merged.unsettled > 0)
+                .map(|w| w.week.clone())
+                .collect();
+            if !moved.is_empty() {
+                done.retain(|w| w.merged.unsettled == 0);
+                done.extend(
+                    super::tables::merge_and_tabulate(store.clone(), moved, min_reports).await?,
+                );
+            }
+            Ok::<_, io::Error>(done)
+        })
+        .map_err(|e| format!("merge failed: {e}"))?
+        .into_iter()
+        .fold(MergeStats::default(), |mut total, w| {
+            total += w.merged;
+            total
+        });
     // The static site (`site/`) from the new archive.
     rt.block_on(super::publish::publish_site(store, &opts))
         .map_err(|e| format!("merge done, but publishing the static site failed: {e}"))?;
     Ok(stats)
+}
+
+/// Calls `f` with every report of an archive file (one report per line),
+/// streaming; returns the lines that were not reports. A line longer than
+/// two upload bodies cannot be a report: it is skipped without being held.
+pub(crate) fn for_each_report(reader: impl Read, mut f: impl FnMut(Report)) -> io::Result<u64> {
+    let limit = super::MAX_BODY as u64 * 2;
+    let mut reader = io::BufReader::with_capacity(128 * 1024, reader);
+    let mut line = Vec::new();
+    let mut skipped = 0;
+    loop {
+        line.clear();
+        let n = io::Read::take(&mut reader, limit).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(skipped);
+        }
+        if line.last() != Some(&b'\n') && n as u64 == limit {
+            skipped += 1;
+            // Skip to the end of this long line.
+            loop {
+                line.clear();
+                let m = io::Read::take(&mut reader, limit).read_until(b'\n', &mut line)?;
+                if m == 0 || line.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            continue;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match Report::from_slice(text) {
+            Ok(r) => f(r),
+            Err(_) => skipped += 1,
+        }
+    }
+}
+
+/// The archive files alone, as [`merge_blocking`] rebuilds them, without
+/// their tables or the site: what the benchmarks compare the tables with.
+pub fn merge_archive_blocking(data: &str) -> Result<MergeStats, String> {
+    let store =
+        store::open_store(data).map_err(|e| format!("cannot open data store {data}: {e}"))?;
+    super::runtime()?
+        .block_on(merge_all(store))
+        .map_err(|e| format!("merge failed: {e}"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `/` | what this is, links |
 //! | `/charts` | per program: versions, OS, arch, every counter's buckets over the weeks |
-//! | `/data/` and `/data/<week>.ndjson` | the archive files, downloadable |
+//! | `/data/`, `/data/<week>.ndjson`, `/data/<week>.parquet`, `/data/<week>.csv` | the archive files and their tables (see `tables.rs`), downloadable, with their sizes |
 //! | `/config` | the config in force, its signature, the public key, its config log (every version, the latest checkpoint and its cosignatures, how to audit it), every version served |
 //! | `/config.toml`, `/config.toml.minisig`, `/public.key`, `/config/history/<file>` | the same as raw files |
 //! | `/config.toml.proof`, `/config.toml.tlog-proof`, `/log/…` | the config log's proofs and files (see `config_log.rs`) |
@@ -19,7 +19,9 @@
 //! changed, or, checked every [`POLL`], the archive listing (another
 //! instance's or `clearcount merge`'s merge), the config history or the
 //! declared-counter files. The chart data is rebuilt only when the archive
-//! changed, on a background thread at a lower priority. One task builds,
+//! changed, on a background thread at a lower priority; a merge's build
+//! waits until the merge has written the tables too (see
+//! [`crate::tables`]), so a merge makes one build. One task builds,
 //! so a change is built once however many requests come (single flight): a
 //! request that comes after an in-process merge or a config change and
 //! before its build waits for that build, at most [`WAIT`], and then gets
@@ -52,12 +54,24 @@ pub(crate) const WAIT: Duration = Duration::from_millis(900);
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Inputs {
     archive: Vec<ObjectMeta>,
+    /// The archive's tables (Parquet, CSV).
+    tables: Vec<ObjectMeta>,
     history: Vec<ObjectMeta>,
     /// The config in force: its version, its text's length, and its log's
     /// checkpoint (which changes with new cosignatures).
     config: Option<(u64, usize, Bytes)>,
     /// The declared-counter files: (name, modified, size).
     counters: Vec<(String, Option<SystemTime>, u64)>,
+}
+
+impl Inputs {
+    /// Whether only the archive's tables differ.
+    fn same_but_tables(&self, o: &Inputs) -> bool {
+        self.archive == o.archive
+            && self.history == o.history
+            && self.config == o.config
+            && self.counters == o.counters
+    }
 }
 
 /// One build of the pages.
@@ -69,6 +83,11 @@ pub(crate) struct Built {
     /// The value of [`PageCache::asked`] when the build began.
     asked: u64,
     inputs: Inputs,
+    /// Builds of the data page alone under this generation: when only the
+    /// archive's tables changed (written after the archive, maybe by
+    /// another process), its `ETag` is `g<generation>-<n>`, and the other
+    /// pages keep theirs.
+    tables_generation: u64,
     pub(crate) chart_data: Arc<ChartData>,
     index: Bytes,
     charts: Bytes,
@@ -135,7 +154,7 @@ impl PageCache {
 
 /// Reads what the pages show, cheaply (listings and file stamps).
 async fn read_inputs(state: &AppState) -> std::io::Result<Inputs> {
-    let archive = super::store::archive_files(&*state.store).await?;
+    let (archive, tables) = super::store::archive_and_tables(&*state.store).await?;
     let history = state.store.list("config/history/").await?.objects;
     let config = state.current_config().map(|c| {
         let checkpoint = c.log.as_ref().map(|l| l.checkpoint_text.clone());
@@ -170,6 +189,7 @@ async fn read_inputs(state: &AppState) -> std::io::Result<Inputs> {
     };
     Ok(Inputs {
         archive,
+        tables,
         history,
         config,
         counters,
@@ -188,6 +208,8 @@ pub(crate) async fn keep_pages(state: Arc<AppState>) {
         tokio::pin!(merged, woken);
         merged.as_mut().enable();
         woken.as_mut().enable();
+        // A merge writes the archive, then its tables: one build shows both.
+        super::tables::tabulated().await;
         let asked = cache.asked.load(Ordering::SeqCst);
         let commits = super::merge::ARCHIVE_COMMITS.load(Ordering::SeqCst);
         match build(&state, generation + 1, asked, commits).await {
@@ -231,6 +253,7 @@ async fn build(
                 commits,
                 asked,
                 inputs,
+                tables_generation: p.tables_generation,
                 chart_data: p.chart_data.clone(),
                 index: p.index.clone(),
                 charts: p.charts.clone(),
@@ -240,6 +263,32 @@ async fn build(
             };
             state.pages.current.send_replace(Some(Arc::new(same)));
         }
+        return Ok(None);
+    }
+    if let Some(p) = &prev
+        && p.inputs.same_but_tables(&inputs)
+    {
+        // Only the tables changed: the data page alone.
+        let data = Bytes::from(render::page(
+            "Data",
+            Links::Live.data(),
+            &render::data_body(Links::Live, &inputs.archive, &inputs.tables),
+            Links::Live,
+        ));
+        let same = Built {
+            generation: p.generation,
+            commits: commits.max(p.commits),
+            asked: asked.max(p.asked),
+            inputs,
+            tables_generation: p.tables_generation + 1,
+            chart_data: p.chart_data.clone(),
+            index: p.index.clone(),
+            charts: p.charts.clone(),
+            data,
+            config: p.config.clone(),
+            counters: p.counters.clone(),
+        };
+        state.pages.current.send_replace(Some(Arc::new(same)));
         return Ok(None);
     }
     let chart_data = match &prev {
@@ -261,6 +310,7 @@ async fn build(
     };
     let data = chart_data.clone();
     let archive = inputs.archive.clone();
+    let tables = inputs.tables.clone();
     let history = inputs.history.clone();
     let store_line = render::store_section(
         &state.store.describe(),
@@ -284,7 +334,7 @@ async fn build(
                 l.charts(),
                 &render::charts_body(&data, config, min_reports),
             ),
-            html("Data", l.data(), &render::data_body(l, &archive)),
+            html("Data", l.data(), &render::data_body(l, &archive, &tables)),
             html(
                 "Config",
                 l.config(),
@@ -301,6 +351,7 @@ async fn build(
         commits,
         asked,
         inputs,
+        tables_generation: 0,
         chart_data,
         index,
         charts,
@@ -348,6 +399,17 @@ pub(crate) fn raw(content_type: &'static str, body: impl Into<Body>) -> Response
 /// A page of the latest build, with its `ETag` (a `304` when the client
 /// has it).
 async fn cached(state: &AppState, headers: &HeaderMap, pick: fn(&Built) -> &Bytes) -> Response {
+    cached_as(state, headers, pick, false).await
+}
+
+/// [`cached`]; the data page (`data`) also names its tables' builds in its
+/// `ETag`.
+async fn cached_as(
+    state: &AppState,
+    headers: &HeaderMap,
+    pick: fn(&Built) -> &Bytes,
+    data: bool,
+) -> Response {
     let Some(built) = state.pages.get().await else {
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -357,7 +419,10 @@ async fn cached(state: &AppState, headers: &HeaderMap, pick: fn(&Built) -> &Byte
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let etag = format!("\"g{}\"", built.generation);
+    let etag = match built.tables_generation {
+        n if data && n > 0 => format!("\"g{}-{n}\"", built.generation),
+        _ => format!("\"g{}\"", built.generation),
+    };
     let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"g\""));
     if headers
         .get(header::IF_NONE_MATCH)
@@ -398,7 +463,7 @@ pub(crate) async fn data_redirect() -> Redirect {
 }
 
 pub(crate) async fn data_index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    cached(&state, &headers, |b| &b.data).await
+    cached_as(&state, &headers, |b| &b.data, true).await
 }
 
 pub(crate) async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -413,10 +478,16 @@ pub(crate) async fn data_file(
     State(state): State<Arc<AppState>>,
     Path(file): Path<String>,
 ) -> Response {
-    if !file.ends_with(".ndjson") || check_key(&file).is_err() {
+    let content_type = match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("ndjson") => "application/x-ndjson",
+        Some("parquet") => "application/vnd.apache.parquet",
+        Some("csv") => "text/csv; charset=utf-8",
+        _ => return plain(StatusCode::NOT_FOUND, "no such archive file"),
+    };
+    if check_key(&file).is_err() {
         return plain(StatusCode::NOT_FOUND, "no such archive file");
     }
-    stream_object(&state, &format!("archive/{file}"), "application/x-ndjson").await
+    stream_object(&state, &format!("archive/{file}"), content_type).await
 }
 
 /// Bytes read from a file per poll of a response body.
@@ -424,9 +495,10 @@ const CHUNK: usize = 16 * 1024;
 
 /// Sends an object as the client reads it: one [`CHUNK`] is read when the
 /// connection can take it, so a slow reader holds a connection and a chunk,
-/// never a thread.
+/// never a thread. Its `Content-Length` is the size of the object opened,
+/// when the store tells it (DuckDB's `read_parquet` over HTTP needs it).
 async fn stream_object(state: &AppState, key: &str, content_type: &'static str) -> Response {
-    let reader = match state.store.open_async(key).await {
+    let (reader, size) = match state.store.open_sized(key).await {
         Ok(Some(r)) => r,
         Ok(None) => return plain(StatusCode::NOT_FOUND, "not found"),
         Err(e) => {
@@ -435,7 +507,12 @@ async fn stream_object(state: &AppState, key: &str, content_type: &'static str) 
         }
     };
     let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK);
-    raw(content_type, Body::from_stream(stream))
+    let mut r = raw(content_type, Body::from_stream(stream));
+    if let Some(n) = size {
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    r
 }
 
 pub(crate) async fn config_text(State(state): State<Arc<AppState>>) -> Response {

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `site/index.html` | what this is, links |
 //! | `site/charts.html` | the charts of `/charts` (same data, same SVG) |
-//! | `site/data.html` | the weekly archive files, linking to `../archive/<week>.ndjson` |
+//! | `site/data.html` | the weekly archive files and their tables, linking to `../archive/<week>.ndjson` (`.parquet`, `.csv`) |
 //! | `site/config.html` | the config in force, its signature, the public key, its config log (every version, the latest checkpoint and its cosignatures, how to audit it; linking to `../config/log/`), every version used (linking to `../config/history/`) |
 //! | `site/config.toml`, `site/config.toml.minisig`, `site/public.key` | copies of `config/current.toml`, its signature and the key |
 //! | `site/config.toml.tlog-proof`, `site/config.toml.proof` | the config's C2SP tlog-proof (a copy of `config/current.toml.tlog-proof`), twice: a static server cannot answer `?old=N`, so its `.proof` carries no consistency proof |
@@ -66,6 +66,8 @@ pub struct PublishStats {
 /// What the site is built from, read from the store.
 struct Inputs {
     archive: Vec<ObjectMeta>,
+    /// The archive's tables (Parquet, CSV).
+    tables: Vec<ObjectMeta>,
     /// The text of `config/current.toml`, copied as `site/config.toml`.
     config_text: Option<String>,
     /// `config/current.toml.minisig`, copied as `site/config.toml.minisig`.
@@ -129,7 +131,7 @@ async fn read_inputs(
     charts: Option<Arc<ChartData>>,
     log: Option<Arc<ServedLog>>,
 ) -> io::Result<Inputs> {
-    let archive = super::store::archive_files(&*store).await?;
+    let (archive, tables) = super::store::archive_and_tables(&*store).await?;
     let config_text = text(&*store, "config/current.toml").await?;
     let signature = text(&*store, "config/current.toml.minisig").await?;
     let tlog_proof = text(&*store, "config/current.toml.tlog-proof").await?;
@@ -154,6 +156,7 @@ async fn read_inputs(
     };
     Ok(Inputs {
         archive,
+        tables,
         config_text,
         signature,
         config,
@@ -180,7 +183,11 @@ fn pages(i: &Inputs, opts: &PublishOptions) -> Vec<(&'static str, String)> {
         ),
         (
             "site/data.html",
-            page("Data", l.data(), render::data_body(l, &i.archive)),
+            page(
+                "Data",
+                l.data(),
+                render::data_body(l, &i.archive, &i.tables),
+            ),
         ),
         (
             "site/config.html",
@@ -263,6 +270,10 @@ mod tests {
                 key: "archive/2026-11-16.ndjson".into(),
                 size: 2048,
             }],
+            tables: vec![ObjectMeta {
+                key: "archive/2026-11-16.parquet".into(),
+                size: 1024,
+            }],
             config_text: Some(text.into()),
             signature: None,
             config: CollectionConfig::parse(text, "c")
@@ -286,6 +297,7 @@ mod tests {
         let page = |k: &str| &pages.iter().find(|p| p.0 == k).unwrap().1;
         let d = page("site/data.html");
         assert!(d.contains(r#"href="../archive/2026-11-16.ndjson""#), "{d}");
+        assert!(d.contains(r#"href="../archive/2026-11-16.parquet""#), "{d}");
         let c = page("site/config.html");
         assert!(c.contains("# &lt;b&gt;") && c.contains("../config/history/v3.toml"));
         assert!(page("site/charts.html").contains("No reports in the archive yet."));

@@ -339,25 +339,44 @@ pub fn charts_body(data: &ChartData, config: Option<&CollectionConfig>, k: u64) 
 }
 
 /// The body of the data page: the weekly archive files (`archive/*.ndjson`,
-/// in key order; listed newest first), each linked for download.
-pub fn data_body(links: Links, files: &[ObjectMeta]) -> String {
+/// in key order; listed newest first) and their tables (`tables`: the
+/// `.parquet` and `.csv` files beside them), each linked for download with
+/// its size.
+pub fn data_body(links: Links, files: &[ObjectMeta], tables: &[ObjectMeta]) -> String {
     let mut body = String::from(
-        r#"<h1>Data</h1><p class="lead">Every report the server kept, one newline-delimited JSON file per week (one report per line, as stored). Rebuilt from the stored reports; the same reports give the same bytes.</p>"#,
+        r#"<h1>Data</h1><p class="lead">Every report the server kept, one newline-delimited JSON file per week (one report per line, as stored). Rebuilt from the stored reports; the same reports give the same bytes.</p><p>Beside each, the same week as a tidy table in Parquet and CSV, rebuilt from it: one row per program build (<code>kind</code> <code>reports</code>), per counter bucket (<code>counter</code>) and per stack (<code>stack</code>), with the number of reports that have it (<code>reports</code>) and the sum of their counts (<code>total</code>). A row fewer reports have than the charts' threshold is left out of the tables; the JSON file keeps every report.</p>"#,
     );
     if files.is_empty() {
         body.push_str(r#"<p class="muted">No archive files yet.</p>"#);
     } else {
-        body.push_str("<table><tr><th>week</th><th>file</th><th>size</th></tr>");
+        body.push_str(
+            "<table><tr><th>week</th><th>reports (NDJSON)</th><th>table (Parquet)</th><th>table (CSV)</th></tr>",
+        );
+        let link = |f: &ObjectMeta| {
+            format!(
+                r#"<a href="{}" download>{}</a> <span class="muted">{}</span>"#,
+                esc(&links.archive_file(f.name())),
+                esc(f.name()),
+                human_size(f.size)
+            )
+        };
         for f in files.iter().rev() {
             let name = f.name();
             let week = name.strip_suffix(".ndjson").unwrap_or(name);
+            let table = |ext: &str| {
+                let want = format!("{week}.{ext}");
+                tables
+                    .iter()
+                    .find(|t| t.name() == want)
+                    .map_or(String::new(), link)
+            };
             let _ = write!(
                 body,
-                r#"<tr><td>{}</td><td><a href="{}" download>{}</a></td><td class="n">{}</td></tr>"#,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(week),
-                esc(&links.archive_file(name)),
-                esc(name),
-                human_size(f.size)
+                link(f),
+                table("parquet"),
+                table("csv")
             );
         }
         body.push_str("</table>");
@@ -705,12 +724,20 @@ mod tests {
             key: "archive/2026-11-16.ndjson".into(),
             size: 2048,
         }];
-        let b = data_body(Links::Static, &files);
+        let tables = [ObjectMeta {
+            key: "archive/2026-11-16.csv".into(),
+            size: 700,
+        }];
+        let b = data_body(Links::Static, &files, &tables);
         assert!(
             b.contains(r#"href="../archive/2026-11-16.ndjson" download"#),
             "{b}"
         );
         assert!(b.contains("2.0 KiB"));
+        assert!(
+            b.contains(r#"href="../archive/2026-11-16.csv" download>2026-11-16.csv</a> <span class="muted">700 B</span>"#),
+            "{b}"
+        );
         let text = "version = 3\nsample_rate = 0.1\n";
         let cfg = LoadedConfig {
             config: CollectionConfig::parse(text, "c").unwrap(),

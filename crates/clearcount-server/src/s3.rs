@@ -631,6 +631,8 @@ pub fn content_type(key: &str) -> &'static str {
         "svg" => "image/svg+xml",
         "json" => "application/json",
         "ndjson" => "application/x-ndjson",
+        "parquet" => "application/vnd.apache.parquet",
+        "csv" => "text/csv; charset=utf-8",
         "toml" | "minisig" | "key" | "txt" | "proof" | "tlog-proof" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
@@ -777,6 +779,23 @@ impl Store for S3Store {
             };
             let body = tokio_util::io::StreamReader::new(r.into_stream());
             Ok(Some(Box::pin(body) as AsyncObjectReader))
+        })
+    }
+
+    fn open_sized<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<(AsyncObjectReader, Option<u64>)>> {
+        Box::pin(async move {
+            let src = self.full_key(key)?;
+            let r = match self.inner.get(&src).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.error(e, "get", key)),
+            };
+            let size = r.meta.size;
+            let body = tokio_util::io::StreamReader::new(r.into_stream());
+            Ok(Some((Box::pin(body) as AsyncObjectReader, Some(size))))
         })
     }
 

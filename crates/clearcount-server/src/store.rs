@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `reports/<week>/<h2>/<hash>.json` | one kept report; `<hash>` is the SHA-256 (hex) of the report's canonical bytes as received, `<h2>` its first two hex digits (a shard) |
 //! | `archive/<week>.ndjson` | every kept report of the week, one per line, in key order |
+//! | `archive/<week>.parquet`, `archive/<week>.csv` | the week's tidy tables, rebuilt from its archive file (see [`crate::tables`]) |
 //! | `config/current.toml`, `config/current.toml.minisig`, `config/public.key` | the config being served, its signature, the key |
 //! | `config/current.toml.tlog-proof` | the config's C2SP tlog-proof (its inclusion in the config log, the signed checkpoint) |
 //! | `config/history/v<version>.toml` (+ `.minisig`) | every config version the server has used |
@@ -182,6 +183,14 @@ pub trait Store: Send + Sync + 'static {
     /// An async reader over the object, for sending it to a client: it
     /// reads only as fast as it is polled, and holds no thread in between.
     fn open_async<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<AsyncObjectReader>>;
+    /// [`Store::open_async`], with the size of the object opened when the
+    /// store knows it (a response's `Content-Length`).
+    fn open_sized<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<(AsyncObjectReader, Option<u64>)>> {
+        Box::pin(async move { Ok(self.open_async(key).await?.map(|r| (r, None))) })
+    }
     /// One level of keys under `prefix` (which is empty or ends in `/`).
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Listing>;
     /// Removes the object; no error if there is none.
@@ -248,6 +257,8 @@ fn check_prefix(prefix: &str) -> io::Result<()> {
 pub struct DirStore {
     root: PathBuf,
     tmp: PathBuf,
+    /// This process's id, in temporary file names.
+    pid: u32,
 }
 
 /// Sequence number of temporary files, unique within the process (the
@@ -285,7 +296,11 @@ impl DirStore {
         // Remove temporary files left by a crashed process (old ones only:
         // another live process may share the directory).
         remove_stale_files(&tmp);
-        Ok(DirStore { root, tmp })
+        Ok(DirStore {
+            root,
+            tmp,
+            pid: std::process::id(),
+        })
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
@@ -295,7 +310,7 @@ impl DirStore {
 
     fn tmp_path(&self) -> PathBuf {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        self.tmp.join(format!("w-{}-{}", std::process::id(), n))
+        self.tmp.join(format!("w-{}-{}", self.pid, n))
     }
 
     /// Writes `bytes` to a new temporary file, with modification and
@@ -317,20 +332,23 @@ impl DirStore {
         Ok(tmp)
     }
 
+    /// Nine system calls for a new report (create, write, time and close
+    /// the temporary file, link, unlink, then open, time and close the
+    /// shard's directory), more only when the week's or the shard's
+    /// directory is new. A duplicate costs about the same and leaves
+    /// nothing: the link fails.
     fn put_if_absent_sync(&self, key: &str, bytes: &[u8]) -> io::Result<PutOutcome> {
         let dest = self.path(key)?;
-        if dest.exists() {
-            return Ok(PutOutcome::Existed);
-        }
         // A report carries its week's start as its times, never its arrival.
         let week_start = report_week_start(key);
         let tmp = self.write_tmp(bytes, week_start)?;
         let mut res = std::fs::hard_link(&tmp, &dest);
-        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            res = std::fs::hard_link(&tmp, &dest);
+        let mut made_dirs = false;
+        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound)
+            && let Some(parent) = dest.parent()
+        {
+            made_dirs = true;
+            res = std::fs::create_dir_all(parent).and_then(|()| std::fs::hard_link(&tmp, &dest));
         }
         let _ = std::fs::remove_file(&tmp);
         let created = match res {
@@ -339,12 +357,13 @@ impl DirStore {
             Err(e) => return Err(e),
         };
         if let Some(t) = week_start {
-            // The directories changed too (a new entry): their times go
-            // back to the week's start, up to `reports/`.
+            // The shard's directory has a new entry: its times go back to
+            // the week's start; so do those above it up to `reports/` when
+            // they gained a directory.
             let mut dir = dest.parent();
             while let Some(d) = dir {
                 set_dir_times(d, t);
-                if d.parent() == Some(self.root.as_path()) {
+                if !made_dirs || d.parent() == Some(self.root.as_path()) {
                     break;
                 }
                 dir = d.parent();
@@ -451,9 +470,10 @@ async fn blocking<T: Send + 'static>(
 
 impl Store for DirStore {
     fn put_if_absent<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, PutOutcome> {
-        let h = self.clone();
-        let key = key.to_owned();
-        Box::pin(blocking(move || h.put_if_absent_sync(&key, &bytes)))
+        // On the calling thread: these few calls on a local directory cost
+        // less than handing them to another thread and back (see the crate
+        // documentation, "Who runs what").
+        Box::pin(async move { self.put_if_absent_sync(key, &bytes) })
     }
 
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
@@ -513,6 +533,25 @@ impl Store for DirStore {
             // and holds none while the client does not read.
             match tokio::fs::File::open(p?).await {
                 Ok(f) => Ok(Some(Box::pin(f) as AsyncObjectReader)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn open_sized<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<(AsyncObjectReader, Option<u64>)>> {
+        let p = self.path(key);
+        Box::pin(async move {
+            match tokio::fs::File::open(p?).await {
+                Ok(f) => {
+                    // The size of the file opened: a replace renames a new
+                    // file into place and leaves this one as it is.
+                    let size = f.metadata().await?.len();
+                    Ok(Some((Box::pin(f) as AsyncObjectReader, Some(size))))
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             }
@@ -622,13 +661,24 @@ pub fn archive_key(week: &str) -> String {
 /// The weekly archive files (`archive/<week>.ndjson`), in key order (oldest
 /// week first).
 pub async fn archive_files(store: &dyn Store) -> io::Result<Vec<ObjectMeta>> {
-    Ok(store
-        .list("archive/")
-        .await?
-        .objects
-        .into_iter()
-        .filter(|o| o.key.ends_with(".ndjson"))
-        .collect())
+    Ok(archive_and_tables(store).await?.0)
+}
+
+/// The weekly archive files and, apart, their tables
+/// (`archive/<week>.parquet`, `archive/<week>.csv`, see
+/// [`crate::tables`]), each in key order, from one listing.
+pub async fn archive_and_tables(
+    store: &dyn Store,
+) -> io::Result<(Vec<ObjectMeta>, Vec<ObjectMeta>)> {
+    let (mut archive, mut tables) = (Vec::new(), Vec::new());
+    for o in store.list("archive/").await?.objects {
+        if o.key.ends_with(".ndjson") {
+            archive.push(o);
+        } else if o.key.ends_with(".parquet") || o.key.ends_with(".csv") {
+            tables.push(o);
+        }
+    }
+    Ok((archive, tables))
 }
 
 #[cfg(test)]
@@ -688,11 +738,43 @@ mod tests {
             p = p.parent().unwrap();
         }
         assert_eq!(checked, 4, "file, shard, week and reports/");
-        // Other objects keep their real times.
+        // A second report in the same shard and one in a new shard of the
+        // same week: every file and directory still shows the week's start.
+        let hash = |s: &str| sha256_hex(s.as_bytes());
+        let same_shard = (0..)
+            .map(|i| hash(&format!("s{i}")))
+            .find(|h| h[..2] == key["reports/2026-11-16/".len()..][..2])
+            .unwrap();
+        let other_shard = (0..)
+            .map(|i| hash(&format!("o{i}")))
+            .find(|h| h[..2] != same_shard[..2])
+            .unwrap();
+        for h in [&same_shard, &other_shard] {
+            let k = report_key("2026-11-16", h);
+            assert_eq!(
+                rt.block_on(s.put_if_absent(&k, b"r".to_vec())).unwrap(),
+                PutOutcome::Created
+            );
+        }
+        let mut stack = vec![dir.path().join("reports")];
+        let mut seen = 0;
+        while let Some(p) = stack.pop() {
+            let m = std::fs::metadata(&p).unwrap();
+            assert_eq!(m.modified().unwrap(), week, "{}", p.display());
+            assert_eq!(m.accessed().unwrap(), week, "{}", p.display());
+            seen += 1;
+            if m.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        assert_eq!(seen, 1 + 1 + 2 + 3, "reports/, the week, 2 shards, 3 files");
+        // Other objects keep their real times: written after `before` (less
+        // a second: file times come from a coarser clock).
+        let before = SystemTime::now() - std::time::Duration::from_secs(1);
         rt.block_on(s.put("config/current.toml", b"x".to_vec()))
             .unwrap();
         let m = std::fs::metadata(dir.path().join("config/current.toml")).unwrap();
-        assert!(m.modified().unwrap().elapsed().unwrap() < std::time::Duration::from_secs(60));
+        assert!(m.modified().unwrap() >= before);
         assert_eq!(report_week_start("archive/2026-11-16.ndjson"), None);
     }
 

@@ -31,6 +31,69 @@ name = "tool/flag:{verbose,quiet,json}"
 rate = 1.0
 "#;
 
+/// The collection config of the tables benchmark: builds of any version
+/// 1.x, system and architecture, and a stack counter.
+pub const TABLES_CONFIG: &str = r#"
+version = 1
+sample_rate = 1.0
+[[program]]
+name = "tool"
+versions = ["1.*"]
+[[program.counter]]
+name = "tool/command:{build,test,run,fmt,doc}"
+rate = 1.0
+[[program.counter]]
+name = "tool/flag:{verbose,quiet,json}"
+rate = 1.0
+[[program.counter]]
+name = "tool/crash"
+rate = 1.0
+depth = 8
+"#;
+
+/// Report number `i` of `week` for the tables benchmark: one of 60 builds
+/// (10 versions, 3 systems, 2 architectures), its commands and flags, and
+/// in one report of four a crash stack, one of 200 (the first ones far
+/// more often). Its X is distinct for every `i`.
+pub fn varied_report(i: u64, week: &str) -> Report {
+    let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let version = format!("1.{}", h % 10);
+    let os = ["linux", "macos", "windows"][(h >> 8) as usize % 3];
+    let arch = ["x86_64", "aarch64"][(h >> 16) as usize % 2];
+    let mut p = ProgramReport::new("tool", &version, os, arch);
+    let cmds = ["build", "test", "run", "fmt", "doc"];
+    // Every report ran a command (else nothing of it would be kept).
+    p.counters.insert("tool/command:build".into(), 1 + h % 3);
+    for (k, c) in cmds.iter().enumerate() {
+        if (h >> (20 + k)) & 1 == 1 {
+            p.counters
+                .insert(format!("tool/command:{c}"), 1 + (h >> (30 + k)) % 20);
+        }
+    }
+    for (k, f) in ["verbose", "quiet", "json"].iter().enumerate() {
+        if (h >> (40 + k)).is_multiple_of(3) {
+            p.counters.insert(format!("tool/flag:{f}"), 1);
+        }
+    }
+    if (h >> 50).is_multiple_of(4) {
+        // Roughly Zipf: stack s with weight 1/(s+1).
+        let s = (((h >> 52) % 1000) as f64 / 1000.0 * 5.3).exp() as u64 % 200;
+        p.stacks.insert(
+            format!(
+                "tool/crash\ntool::step{s}:+{}\ntool::run:+4\ntool::main:+2",
+                s % 17
+            ),
+            1,
+        );
+    }
+    Report {
+        week: week.to_owned(),
+        x: (i as f64 + 0.5) / (1u64 << 40) as f64,
+        config: 1,
+        programs: vec![p],
+    }
+}
+
 /// An integer setting from the environment.
 pub fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -169,6 +232,18 @@ pub fn agent() -> ureq::Agent {
 /// Uploads the reports numbered `next`, `next + 1`, … below `end` to
 /// `base`, from one thread per agent; every one must be stored (201).
 pub fn upload(agents: &[ureq::Agent], base: &str, next: &AtomicU64, end: u64, week: &str) {
+    upload_with(agents, base, next, end, week, report)
+}
+
+/// [`upload`], the reports made by `make`.
+pub fn upload_with(
+    agents: &[ureq::Agent],
+    base: &str,
+    next: &AtomicU64,
+    end: u64,
+    week: &str,
+    make: fn(u64, &str) -> Report,
+) {
     std::thread::scope(|s| {
         for a in agents {
             s.spawn(move || {
@@ -180,7 +255,7 @@ pub fn upload(agents: &[ureq::Agent], base: &str, next: &AtomicU64, end: u64, we
                     let r = a
                         .post(&format!("{base}/upload"))
                         .content_type("application/json")
-                        .send(&report(i, week).to_bytes())
+                        .send(&make(i, week).to_bytes())
                         .expect("upload failed");
                     assert_eq!(r.status().as_u16(), 201, "upload {i} not stored");
                 }
@@ -192,14 +267,27 @@ pub fn upload(agents: &[ureq::Agent], base: &str, next: &AtomicU64, end: u64, we
 /// Stores `n` reports (numbered from `first`) in `data` through a server
 /// started for that, and stops it: the input of a merge.
 pub fn fill(data: &str, config: &Path, first: u64, n: u64, week: &str) {
+    fill_with(data, config, first, n, week, report)
+}
+
+/// [`fill`], the reports made by `make`.
+pub fn fill_with(
+    data: &str,
+    config: &Path,
+    first: u64,
+    n: u64,
+    week: &str,
+    make: fn(u64, &str) -> Report,
+) {
     let server = Server::start(data, config);
     let agents: Vec<ureq::Agent> = (0..4).map(|_| agent()).collect();
-    upload(
+    upload_with(
         &agents,
         &server.base,
         &AtomicU64::new(first),
         first + n,
         week,
+        make,
     );
     server.stop();
 }
