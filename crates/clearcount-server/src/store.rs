@@ -200,10 +200,10 @@ pub trait Store: Send + Sync + 'static {
     /// A short description for logs (`dir:/path`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
     /// Whether the store honours conditional writes (probed when it was
-    /// opened; the directory store always does).
-    fn conditional_writes(&self) -> ConditionalWrites {
-        ConditionalWrites::HONOURED
-    }
+    /// opened; the directory store always does). No default: a store that
+    /// wraps another must say what the inner one does, or merges would skip
+    /// the checks a store that ignores them needs.
+    fn conditional_writes(&self) -> ConditionalWrites;
 }
 
 /// Checks that a key is a safe relative path: non-empty `/`-separated
@@ -579,6 +579,12 @@ impl Store for DirStore {
 
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
+    }
+
+    fn conditional_writes(&self) -> ConditionalWrites {
+        // Conditions are checked under the directory's lock (replace) or by
+        // a hard link that fails if the key exists (create).
+        ConditionalWrites::HONOURED
     }
 }
 
