@@ -80,7 +80,51 @@ pub enum PutOutcome {
     Existed,
 }
 
-/// One object in a [`Listing`].
+/// Whether a store honours conditional writes, as probed when it was
+/// opened: `If-None-Match: *` (create only if absent) and `If-Match` (replace
+/// only the version read). Some self-hosted S3 stores answer 200 to both,
+/// whatever is there; the server then checks before each write and
+/// verifies after each merge (see [`crate::merge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConditionalWrites {
+    /// A second create of one key is refused.
+    pub if_none_match: bool,
+    /// A replace naming a stale version is refused.
+    pub if_match: bool,
+}
+
+impl ConditionalWrites {
+    /// Both honoured.
+    pub const HONOURED: ConditionalWrites = ConditionalWrites {
+        if_none_match: true,
+        if_match: true,
+    };
+
+    /// True when both are honoured.
+    pub fn honoured(self) -> bool {
+        self.if_none_match && self.if_match
+    }
+
+    /// One line for the log and the `/config` page.
+    pub fn describe(self) -> String {
+        if self.honoured() {
+            return "conditional writes honoured (If-None-Match: *, If-Match): racing merges cannot lose a report".into();
+        }
+        let mut ignored = Vec::new();
+        if !self.if_none_match {
+            ignored.push("If-None-Match: *");
+        }
+        if !self.if_match {
+            ignored.push("If-Match");
+        }
+        format!(
+            "conditional writes NOT honoured (ignores {}): every write is checked just before it, and every merge lists the week again after writing and merges again if the listing moved, so no report is missing from the archive for longer than one merge interval",
+            ignored.join(" and ")
+        )
+    }
+}
+
+/// One object in a [`Listing`]./// One object in a [`Listing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     /// Full key.
@@ -155,6 +199,11 @@ pub trait Store: Send + Sync + 'static {
     fn scratch_dir(&self) -> PathBuf;
     /// A short description for logs (`dir:/path`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
+    /// Whether the store honours conditional writes (probed when it was
+    /// opened; the directory store always does). No default: a store that
+    /// wraps another must say what the inner one does, or merges would skip
+    /// the checks a store that ignores them needs.
+    fn conditional_writes(&self) -> ConditionalWrites;
 }
 
 /// Checks that a key is a safe relative path: non-empty `/`-separated
@@ -530,6 +579,12 @@ impl Store for DirStore {
 
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
+    }
+
+    fn conditional_writes(&self) -> ConditionalWrites {
+        // Conditions are checked under the directory's lock (replace) or by
+        // a hard link that fails if the key exists (create).
+        ConditionalWrites::HONOURED
     }
 }
 

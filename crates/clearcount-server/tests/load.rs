@@ -259,7 +259,7 @@ fn ingest_loses_nothing_and_every_hostile_connection_is_handled() {
     });
     assert!(
         held,
-        "the 1,600 hostile connections were not all held (each process needs an open-file limit of about 2,000: ulimit -n): {c:?}"
+        "the 1,600 hostile connections were not all held (each process raises its open-file limit to the hard one, which must allow about 2,000: ulimit -Hn): {c:?}"
     );
     assert_eq!((c.refused, c.connect_errors), (0, 0), "{c:?}");
     stored += rt.block_on(ingest(addr, next.clone()));

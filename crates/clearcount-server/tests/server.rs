@@ -80,6 +80,7 @@ impl Server {
             config: Some(cfg.clone()),
             public_key: Some(published.public_key.clone()),
             log: None,
+            also_logs: Vec::new(),
             counters: Some(counters),
             min_reports,
             merge_interval: Duration::from_secs(3600),

@@ -223,6 +223,8 @@ pub fn child_main() {
     let Ok(spec) = std::env::var(ENV) else {
         return;
     };
+    // 1,600 connections: more than a soft limit of 1,024 allows.
+    clearcount_server::raise_open_file_limit();
     let f: Vec<&str> = spec.split_whitespace().collect();
     let addr: SocketAddr = f[0].parse().unwrap();
     let mix = Mix {
