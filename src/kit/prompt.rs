@@ -35,8 +35,8 @@
 //! ([`COUNTER_SET`]: `telemetry/prompt:shown` when asked, then one of
 //! `yes`, `no`, `unanswered`): into this week's file in mode `local`, so it
 //! stays on the machine until the user opts in (and, as weeks that began
-//! before `on` are never uploaded, the week of a `yes` is never sent); not
-//! at all while telemetry is off. Declare the set in the program's
+//! before `on` are never uploaded, the week of a `yes` is sent only when it
+//! begins that very day); not at all while telemetry is off. Declare the set in the program's
 //! counters file to collect it later:
 //!
 //! ```toml
