@@ -8,6 +8,11 @@
 #          steps: upload settings, panic counter, flag counting, the mounted
 #          `telemetry` subcommand)
 #
+# The tool is also built with the kit and the feature `web-view` (the same
+# code: its mounted `telemetry view --web` then serves the local pages, so
+# the collection server's HTTP stack is linked in); the kit without it
+# only says which command serves them.
+#
 # Built in scratch crates under target/binary-size, with cargo's release
 # profile plus `strip = true`; the builds with clearcount also get the
 # profile lines the README recommends (opt-level "s" and one codegen unit
@@ -128,6 +133,7 @@ fn main() {
 clap_dep='clap = { version = "4", features = ["derive"] }'
 engine_dep="clearcount = { path = \"$root\" }"
 kit_dep="clearcount = { path = \"$root\", features = [\"kit\"] }"
+web_dep="clearcount = { path = \"$root\", features = [\"kit\", \"web-view\"] }"
 
 crate hello-plain "" "$hello_plain"
 crate hello-engine "$engine_dep" "$hello_counted" "$recommended"
@@ -143,6 +149,8 @@ crate tool-engine-default "$clap_dep
 $engine_dep" "$tool_counted"
 crate tool-kit-default "$clap_dep
 $kit_dep" "$tool_kit"
+crate tool-kit-web "$clap_dep
+$web_dep" "$tool_kit" "$recommended"
 
 size() {
     (cd "$work/$1" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet)
@@ -161,3 +169,6 @@ for p in hello tool; do
     printf '%-6s   without the profile lines: engine only %9d (+%d); with kit %9d (+%d)\n' \
         "$p" "$engine_default" $((engine_default - plain)) "$kit_default" $((kit_default - plain))
 done
+kit=$(size tool-kit)
+web=$(size tool-kit-web)
+printf 'tool   with kit and web-view %9d bytes (+%d over the kit alone)\n' "$web" $((web - kit))
