@@ -31,7 +31,7 @@ pub(crate) struct ServeArgs {
     /// the proofs at /config.toml.proof. Default: log/ beside the config.
     #[arg(long, value_name = "DIR")]
     pub(crate) log: Option<PathBuf>,
-    /// Directory of declared-counter files (config/counters/*.toml).
+    /// Directory of declared-counter files (`<program>.toml`, e.g. counters/).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
     /// Charts hide a bucket seen in fewer than this many reports in a week,
@@ -125,6 +125,12 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<(), String> {
 /// Rebuilds every week's archive file, then the static site; prints what it
 /// did.
 pub(crate) fn run_merge(args: MergeArgs) -> Result<(), String> {
+    if !args.data.contains("://") && !std::path::Path::new(&args.data).is_dir() {
+        return Err(format!(
+            "{} is not a directory: give the data store `clearcount serve --data` writes",
+            args.data
+        ));
+    }
     if args.tables_only {
         let t = clearcount_server::tables_blocking(&args.data, args.min_reports)?;
         println!(
