@@ -112,7 +112,8 @@ enum Command {
     Telemetry(clearcount::kit::subcommand::TelemetryCommand),
 }
 fn main() {
-    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key", "policy");
+    let s = UploadSettings::new("https://t.example.org/upload", "https://t.example.org/config.toml", "key", "policy")
+        .with_minimum_checkpoint("minimum");
     Telemetry::new("tool", "tool", "1.0").upload(s).start();
     clearcount::kit::panic::install(16);
     let cli: Cli = clearcount::kit::flags::parse("tool");

@@ -45,7 +45,8 @@ fn main() {
         "https://telemetry.example.org/config.toml",
         include_str!("../config/clearcount.pub"),
         include_str!("../config/log/policy"),
-    );
+    )
+    .with_minimum_checkpoint(include_str!("../config/log/minimum"));
     Telemetry::new("mytool", "mytool", env!("CARGO_PKG_VERSION"))
         .upload(settings)
         .start();

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! mytool [--verbose] build [--release] [--jobs N] [--name NAME] [--work-ms MS]
-//! mytool crash [--name NAME]          panic (the message holds NAME)
+//! mytool crash [--kind KIND] [--name NAME]
+//!                                     crash: panic (the message holds NAME),
+//!                                     segv, bus, ill, fpe, abort or overflow
 //! mytool legacy [ARGS...]             count plain arguments against an allow-list
 //! mytool telemetry on|off|local|status [--json]|view|report [--dry-run]|upload|clean
 //! ```
@@ -44,13 +46,19 @@
 //! depth = 16
 //! description = "Where the tool panicked: function names and line offsets, at most 16 frames. Never the panic message."
 //! question = "Where does the tool crash, and does a fix work?"
+//!
+//! [[counter]]
+//! name = "crash/signal:{SIGSEGV,SIGBUS,SIGILL,SIGFPE,SIGABRT}"
+//! kind = "plain"
+//! description = "Which fatal signal ended the tool, if one did (a crash in unsafe or C code, an abort)."
+//! question = "How often does the tool die of something other than a panic?"
 //! ```
 
 use clap::{Parser, Subcommand};
 use clearcount::Telemetry;
 use clearcount::kit::histogram::Histogram;
 use clearcount::kit::subcommand::TelemetryCommand;
-use clearcount::kit::{flags, notice, panic};
+use clearcount::kit::{crash, flags, notice, panic};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -90,8 +98,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         work_ms: u64,
     },
-    /// Panic, to show the panic counter (the message holds --name).
+    /// Crash, to show the panic and crash counters.
     Crash {
+        /// How: panic (the message holds --name), or die of a signal:
+        /// segv, bus, ill, fpe, abort, overflow (of the stack).
+        #[arg(long, default_value = "panic")]
+        kind: String,
         /// Put into the panic message.
         #[arg(long, default_value = "nothing")]
         name: String,
@@ -110,8 +122,10 @@ enum Command {
 fn main() -> ExitCode {
     // 1. Start telemetry before anything else (an upload child stops here).
     let started = Telemetry::new(NAMESPACE, PROGRAM, env!("CARGO_PKG_VERSION")).start();
-    // 2. Count panics from here on (the previous hook still prints them).
+    // 2. Count panics and fatal signals from here on (the previous hook
+    //    still prints a panic; a signal still ends the process as before).
     panic::install(16);
+    crash::install();
 
     // 3. Parse, and count which flags and subcommand were used (in place
     //    of `Cli::parse()`; the clap command is built once).
@@ -138,7 +152,14 @@ fn main() -> ExitCode {
             // 5. A histogram: the bucket is counted, never the time.
             BUILD_TIME.record_duration(t.elapsed());
         }
-        Command::Crash { name } => crash_outer(&name),
+        Command::Crash { kind, name } => {
+            if kind == "panic" {
+                crash_outer(&name)
+            } else if !die_of(&kind) {
+                eprintln!("mytool crash: no way to die of {kind:?} here");
+                return ExitCode::from(2);
+            }
+        }
         Command::Legacy { args } => {
             let counted = flags::count_args(PROGRAM, &args, &["verbose", "release", "jobs", "j"]);
             if cli.verbose {
@@ -173,4 +194,94 @@ fn crash_outer(name: &str) {
 #[inline(never)]
 fn crash_here(name: &str) {
     panic!("mytool crashed while handling {name}");
+}
+
+/// Dies of the fault `kind` names, the way a bug in unsafe or C code
+/// would; false if this platform has no such fault.
+fn die_of(kind: &str) -> bool {
+    match kind {
+        "abort" => std::process::abort(),
+        // SAFETY: none, on purpose: a write through a null pointer.
+        "segv" => unsafe { std::ptr::write_volatile(std::ptr::null_mut::<u64>(), 1) },
+        "ill" => illegal_instruction(),
+        "fpe" => divide_by_zero(),
+        "bus" => return bus_error(),
+        "overflow" => {
+            std::hint::black_box(recurse(0));
+        }
+        _ => return false,
+    }
+    false
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn illegal_instruction() {
+    // SAFETY: none, on purpose: `ud2` is the defined illegal instruction.
+    unsafe { std::arch::asm!("ud2") };
+}
+
+#[cfg(target_arch = "aarch64")]
+fn illegal_instruction() {
+    // SAFETY: none, on purpose: a permanently undefined instruction.
+    unsafe { std::arch::asm!("udf #0") };
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+fn illegal_instruction() {
+    std::process::abort();
+}
+
+#[cfg(target_arch = "x86_64")]
+fn divide_by_zero() {
+    // SAFETY: none, on purpose: an integer division by zero traps (SIGFPE
+    // on unix, EXCEPTION_INT_DIVIDE_BY_ZERO on Windows).
+    unsafe {
+        std::arch::asm!("div {0:e}", in(reg) 0u32, inout("eax") 1u32 => _, inout("edx") 0u32 => _)
+    };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn divide_by_zero() {
+    // Most other processors do not trap on a division by zero.
+    std::process::abort();
+}
+
+/// A page of a mapped file that was cut short: SIGBUS when touched.
+#[cfg(unix)]
+fn bus_error() -> bool {
+    let path = std::env::temp_dir().join(format!("mytool-bus-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path);
+    let Ok(file) = file else { return false };
+    let _ = std::fs::remove_file(&path);
+    if file.set_len(4096).is_err() {
+        return false;
+    }
+    // SAFETY: none, on purpose: the file is cut to nothing under the
+    // mapping, so the write below touches a page past its end.
+    let Ok(mut map) = (unsafe { memmap2::MmapMut::map_mut(&file) }) else {
+        return false;
+    };
+    if file.set_len(0).is_err() {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { std::ptr::write_volatile(map.as_mut_ptr(), 1) };
+    false
+}
+
+#[cfg(not(unix))]
+fn bus_error() -> bool {
+    false
+}
+
+/// Recurses until the stack overflows.
+#[allow(unconditional_recursion)]
+fn recurse(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 32]);
+    recurse(n + 1) + pad[1]
 }

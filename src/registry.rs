@@ -52,6 +52,15 @@ impl Entry {
         }
     }
 
+    /// Adds `n` from a signal handler: one atomic add on the slot, and
+    /// nothing else (no week change, no lock). Counts waiting in memory for
+    /// a file are lost if the process dies.
+    pub(crate) fn add_from_signal_handler(&self, n: u64) {
+        if let Some(c) = self.slot() {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// True while the counter's counts wait in memory for a file.
     pub(crate) fn is_waiting(&self) -> bool {
         self.slot().is_some_and(|c| std::ptr::eq(c, &self.pending))

@@ -522,6 +522,8 @@ fn file_truncated_under_a_running_process() {
     let dir = tempfile::tempdir().unwrap();
     let child = run_child("long", dir.path(), &[]);
     let counts_dir = dir.path().join("example").join("counts");
+    // Patience for a slow start on a busy machine: the loop ends as soon
+    // as the file is there.
     let deadline = Instant::now() + Duration::from_secs(60);
     let file = loop {
         let found = std::fs::read_dir(&counts_dir).ok().and_then(|r| {

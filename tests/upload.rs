@@ -45,7 +45,13 @@ enum Answer {
 struct Seen {
     gets: Vec<String>,
     posts: Vec<Vec<u8>>,
+    /// While set, a POST is received but not answered.
+    held: bool,
 }
+
+/// How long a test waits for what must happen (a child to finish, a
+/// line) before it fails: far longer than it takes.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 struct Server {
     base: String,
@@ -119,6 +125,14 @@ impl Server {
     fn gets(&self) -> usize {
         self.seen.lock().unwrap().gets.len()
     }
+    /// From now on, uploads are received but not answered until
+    /// [`Server::release`].
+    fn hold(&self) {
+        self.seen.lock().unwrap().held = true;
+    }
+    fn release(&self) {
+        self.seen.lock().unwrap().held = false;
+    }
 }
 
 fn serve(
@@ -179,6 +193,9 @@ fn serve(
             }
         } else {
             seen.lock().unwrap().posts.push(body);
+            while seen.lock().unwrap().held {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             match answer {
                 Answer::Ok => (200, b"{\"ok\":true}".to_vec()),
                 Answer::Status(s) => (s, b"report rejected: unknown counter".to_vec()),
@@ -253,6 +270,9 @@ fn example() -> String {
 struct Inst {
     _tmp: tempfile::TempDir,
     base: PathBuf,
+    /// More environment for the host (the toolchain's compiled-in
+    /// settings: `HOST_CONFIG_LOG_MINIMUM`, `HOST_MAX_AGE_S`, ...).
+    host_env: Vec<(String, String)>,
 }
 
 impl Inst {
@@ -265,7 +285,17 @@ impl Inst {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("week-start"), "Mon\n").unwrap();
         std::fs::write(dir.join("mode"), "on 2026-11-01\n").unwrap();
-        Inst { _tmp: tmp, base }
+        Inst {
+            _tmp: tmp,
+            base,
+            host_env: Vec::new(),
+        }
+    }
+    /// This installation's toolchain compiled in more settings.
+    fn with_host_env(mut self, env: &[(&str, &str)]) -> Inst {
+        self.host_env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
     fn dir(&self) -> PathBuf {
         self.base.join("example")
@@ -312,7 +342,7 @@ impl Inst {
             .output()
             .unwrap();
         assert!(o.status.success(), "{o:?}");
-        assert!(self.wait_done("2026-11-09", Duration::from_secs(20)));
+        assert!(self.wait_done("2026-11-09", PATIENCE));
         assert!(
             self.dir()
                 .join(format!("reports/{WEEK}.full.json"))
@@ -369,6 +399,7 @@ impl Inst {
             .env("HOST_CONFIG_URL", s.config_url())
             .env("HOST_PUBLIC_KEY", &k.public)
             .env("HOST_CONFIG_LOG", log_policy())
+            .envs(self.host_env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         if thread {
@@ -393,34 +424,51 @@ impl Inst {
     fn wait_done(&self, day: &str, limit: Duration) -> bool {
         let t0 = Instant::now();
         while t0.elapsed() < limit {
-            for k in ["", ".1", ".2"] {
-                let p = self
-                    .dir()
-                    .join("upload")
-                    .join(format!("day-{day}.token{k}"));
-                if std::fs::read_to_string(p).is_ok_and(|t| t.starts_with("done")) {
-                    return true;
-                }
+            if self.day_done(day) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+    /// Whether the day's token says done.
+    fn day_done(&self, day: &str) -> bool {
+        ["", ".1", ".2"].iter().any(|k| {
+            let p = self
+                .dir()
+                .join("upload")
+                .join(format!("day-{day}.token{k}"));
+            std::fs::read_to_string(p).is_ok_and(|t| t.starts_with("done"))
+        })
     }
 }
 
 fn host_telemetry() -> clearcount::Telemetry {
     use clearcount::upload::UploadSettings;
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let mut s = UploadSettings::new(
+    let s = UploadSettings::new(
         &env("HOST_UPLOAD_URL"),
         &env("HOST_CONFIG_URL"),
         &env("HOST_PUBLIC_KEY"),
         &env("HOST_CONFIG_LOG"),
-    )
-    .with_timeouts(Duration::from_secs(1), Duration::from_secs(2))
-    .with_child_limit(Duration::from_secs(15));
+    );
+    // Tests that hold an upload on purpose give it longer (HOST_TIMEOUT_S),
+    // and the child the same 13 s more for the rest of its work.
+    let total = env("HOST_TIMEOUT_S").parse().unwrap_or(2);
+    let mut s = s
+        .with_timeouts(Duration::from_secs(1), Duration::from_secs(total))
+        .with_child_limit(Duration::from_secs(13 + total));
     if std::env::var_os("HOST_THREAD").is_some() {
         s = s.in_thread();
+    }
+    if let Ok(min) = std::env::var("HOST_CONFIG_LOG_MINIMUM") {
+        s = s.with_minimum_checkpoint(&min);
+    }
+    if let Some(age) = std::env::var("HOST_MAX_AGE_S")
+        .ok()
+        .and_then(|a| a.parse().ok())
+    {
+        s = s.with_max_cosignature_age(Duration::from_secs(age));
     }
     clearcount::Telemetry::new("example", "host", "1.0").upload(s)
 }
@@ -468,13 +516,19 @@ fn clearcount_upload_child() {
     unreachable!("the upload child exits in Telemetry::start");
 }
 
-fn start_micros(out: &Output) -> u128 {
-    let s = String::from_utf8_lossy(&out.stdout);
-    s.split("start took ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(u128::MAX)
+/// The output of `child` once it exited, or `None` (and it is killed) if
+/// it is still running after [`PATIENCE`].
+fn exited(mut child: std::process::Child) -> Option<Output> {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
 }
 
 // ------------------------------------------------------------ tests
@@ -520,22 +574,21 @@ fn end_to_end_background_upload() {
     assert_eq!(reports(&dry.stdout).concat().len(), dry.stdout.len());
     assert!(!dry.stdout.is_empty());
     assert!(srv.posts().is_empty(), "a dry run sends nothing");
-    // ...are the bytes the background upload sends.
+    // ...are the bytes the background upload sends. The server holds the
+    // upload until the host has exited: the host's start does not wait
+    // for it (a host that did would not exit while it is held).
+    srv.hold();
     let t0 = Instant::now();
-    let out = inst
-        .host(&srv, &k, NEXT_WEEK, false)
-        .wait_with_output()
-        .unwrap();
+    let host = inst.host_with(&srv, &k, NEXT_WEEK, false, &[("HOST_TIMEOUT_S", "120")]);
+    let out = exited(host).expect("the host waited for its upload");
     let host_wall = t0.elapsed();
     assert!(out.status.success());
     assert!(
-        start_micros(&out) < 200_000,
-        "start is not delayed: {out:?}"
+        inst.sent_copy().is_none() && !inst.day_done("2026-11-10"),
+        "the upload finished before the host exited: {out:?}"
     );
-    assert!(
-        inst.wait_done("2026-11-10", Duration::from_secs(20)),
-        "child finished"
-    );
+    srv.release();
+    assert!(inst.wait_done("2026-11-10", PATIENCE), "child finished");
     let posts = srv.posts();
     assert_eq!(posts.len(), 1);
     let copy = inst.sent_copy().expect("copy in upload/");
@@ -599,18 +652,27 @@ fn thread_mode_uploads() {
     let srv = Server::start(c, Some(s), Answer::Ok);
     let inst = Inst::new();
     inst.count();
-    // A long-running host: the upload runs in its thread.
-    let t0 = Instant::now();
-    let out = inst
-        .host_with(&srv, &k, NEXT_WEEK, true, &[("HOST_WAIT_MS", "10000")])
-        .wait_with_output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(
-        start_micros(&out) < 200_000,
-        "start is not delayed: {out:?}"
+    // A long-running host: the upload runs in its thread. Its start
+    // returns (it prints so) while the server holds the upload; once let
+    // go, the upload finishes while the host runs.
+    srv.hold();
+    let mut host = inst.host_with(
+        &srv,
+        &k,
+        NEXT_WEEK,
+        true,
+        &[("HOST_WAIT_MS", "120000"), ("HOST_TIMEOUT_S", "120")],
     );
-    assert!(t0.elapsed() < Duration::from_secs(10));
+    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let started = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("start took")));
+    assert!(started.is_some(), "the host did not start");
+    assert!(
+        inst.sent_copy().is_none(),
+        "the upload finished before start returned"
+    );
+    srv.release();
+    lines.for_each(drop);
+    assert!(exited(host).expect("the host did not end").status.success());
     assert_eq!(srv.posts().len(), 1);
     assert_eq!(srv.posts()[0], inst.sent_copy().unwrap());
 }
@@ -754,20 +816,14 @@ fn hanging_server_times_out_and_host_is_not_delayed() {
     let srv = Server::start(c, Some(s), Answer::Hang);
     let inst = Inst::new();
     inst.count();
-    // The host returns at once; its child gives up within the timeouts.
+    // The host ends (the server never answers); its child gives up on
+    // the request's timeout (the status says so), not on its time limit.
     let t0 = Instant::now();
-    let out = inst
-        .host(&srv, &k, NEXT_WEEK, false)
-        .wait_with_output()
-        .unwrap();
-    assert!(start_micros(&out) < 200_000, "{out:?}");
+    let out = exited(inst.host(&srv, &k, NEXT_WEEK, false)).expect("the host hung");
+    assert!(out.status.success(), "{out:?}");
     let host_wall = t0.elapsed();
-    assert!(
-        inst.wait_done("2026-11-10", Duration::from_secs(10)),
-        "child ended in time"
-    );
+    assert!(inst.wait_done("2026-11-10", PATIENCE), "child ended");
     let child_time = t0.elapsed();
-    assert!(child_time < Duration::from_secs(8), "{child_time:?}");
     assert_eq!(srv.posts().len(), 1, "one attempt");
     assert!(inst.sent_copy().is_none());
     assert!(
@@ -775,11 +831,11 @@ fn hanging_server_times_out_and_host_is_not_delayed() {
         "kept for a retry"
     );
     assert!(inst.status_text().contains("did not answer in time"));
-    // The foreground command also gives up within its timeout.
-    let t1 = Instant::now();
+    // The foreground command also gives up on its timeout.
     let o = inst.upload(&srv, &k);
     assert!(!o.status.success());
-    assert!(t1.elapsed() < Duration::from_secs(6), "{:?}", t1.elapsed());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("did not answer in time"), "{err}");
     eprintln!("host wall {host_wall:?}, child done after {child_time:?}");
 }
 
@@ -860,7 +916,7 @@ fn above_ceiling_local_mode_and_before_on_send_nothing() {
     std::fs::write(inst.dir().join("mode"), "local 2026-11-01\n").unwrap();
     inst.count();
     inst.host(&srv, &k, NEXT_WEEK, false).wait().unwrap();
-    assert!(inst.wait_done("2026-11-10", Duration::from_secs(10)));
+    assert!(inst.wait_done("2026-11-10", PATIENCE));
     assert!(
         inst.dir()
             .join(format!("reports/{WEEK}.full.json"))
@@ -924,7 +980,7 @@ fn many_processes_at_a_week_boundary() {
     for h in hosts {
         assert!(h.wait_with_output().unwrap().status.success());
     }
-    assert!(inst.wait_done("2026-11-09", Duration::from_secs(20)));
+    assert!(inst.wait_done("2026-11-09", PATIENCE));
     std::thread::sleep(Duration::from_millis(300));
     let reports: Vec<_> = std::fs::read_dir(inst.dir().join("reports"))
         .unwrap()
@@ -992,4 +1048,540 @@ fn clean_keeps_the_mode() {
     let bad = inst.cli(NEXT_WEEK, &["upload"]);
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
+
+// ------------------------------------------------------------ the floor
+
+/// A config's bytes and its minisign signature.
+type SignedConfig = (Vec<u8>, Vec<u8>);
+
+/// A log of configs 3, 4 and 5 (each signed by `k`), with the signed
+/// checkpoint of each size.
+fn three_versions(k: &Key) -> (Log, Vec<SignedCheckpoint>, Vec<SignedConfig>) {
+    let mut log = Log::new("test.example/config-log");
+    let mut checkpoints = Vec::new();
+    let mut signed_configs = Vec::new();
+    for v in 3..=5 {
+        let (c, s) = signed(k, &config_text(v));
+        log.append(c.clone()).unwrap();
+        checkpoints.push(log.sign_checkpoint(log_key()).unwrap());
+        signed_configs.push((c, s));
+    }
+    (log, checkpoints, signed_configs)
+}
+
+/// A foreground upload after the toolchain ran is refused in one line
+/// saying `want`; nothing is sent, the report stays for a later day, and
+/// `status` names the floor in force.
+fn assert_refused(inst: &Inst, srv: &Server, k: &Key, want: &str, floor: &str) {
+    let o = inst.upload(srv, k);
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains(want), "want {want:?} in {err}");
+    eprintln!("refused: {err}");
+    assert!(srv.posts().is_empty(), "nothing sent");
+    assert!(inst.sent_copy().is_none());
+    assert!(
+        inst.dir()
+            .join(format!("reports/{WEEK}.full.json"))
+            .exists(),
+        "kept for a retry"
+    );
+    assert!(inst.state()["weeks"].get(WEEK).is_none(), "not decided");
+    let st = inst.status_text();
+    assert!(st.contains(want), "status says why: {st}");
+    assert!(st.contains(floor), "status names the floor {floor:?}: {st}");
+}
+
+/// The toolchain compiled in the log's checkpoint of size 3 (`log/minimum`
+/// when it was built). The installation's state is deleted, damaged or
+/// cleaned, and a mirror serves config 4 under the log's own published
+/// checkpoint of size 2: refused each time, in one line, nothing sent, the
+/// report kept, `status` naming the floor. A toolchain built without the
+/// minimum accepts and sends it (what the floor is for).
+#[test]
+fn lost_damaged_or_cleaned_state_never_goes_below_the_floor() {
+    let k = key();
+    let (log, cps, configs) = three_versions(&k);
+    let min = cps[2].to_text();
+    let floor_line = "config log floor: the toolchain's minimum checkpoint (size 3 of log test.example/config-log)";
+    let want = "smaller log (2 entries) than the one the toolchain's minimum trusts (3)";
+    let replay = || {
+        let (c, s) = configs[1].clone();
+        Server::start_with_log(c, Some(s), Some((log.clone(), cps[1].clone())), Answer::Ok)
+    };
+    let with_floor = || Inst::new().with_host_env(&[("HOST_CONFIG_LOG_MINIMUM", &min)]);
+
+    // State deleted: this installation had accepted version 5 under the
+    // checkpoint of size 3, then lost its state file.
+    let inst = with_floor();
+    inst.count();
+    let (c, s) = configs[2].clone();
+    let honest =
+        Server::start_with_log(c, Some(s), Some((log.clone(), cps[2].clone())), Answer::Ok);
+    let o = inst.upload(&honest, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(honest.posts().len(), 1);
+    assert!(
+        inst.state()["config_log"]
+            .as_str()
+            .unwrap()
+            .starts_with("config 5 ")
+    );
+    // (upload/ holds the state, the copy of what was sent and the day's
+    // tokens: all lost.)
+    std::fs::remove_dir_all(inst.dir().join("upload")).unwrap();
+    assert_refused(&inst, &replay(), &k, want, floor_line);
+
+    // State damaged: not JSON at all, or a kept checkpoint that does not
+    // parse (set aside, and `status` says so).
+    for (damage, also) in [
+        ("\u{0}garbage{", floor_line),
+        (
+            r#"{"accepted_config":null,"config_log":"config 5 AAAA\nnot a checkpoint"}"#,
+            "config log state set aside: the kept checkpoint is damaged",
+        ),
+    ] {
+        let inst = with_floor();
+        inst.count();
+        std::fs::create_dir_all(inst.dir().join("upload")).unwrap();
+        std::fs::write(inst.dir().join("upload/state.json"), damage).unwrap();
+        assert_refused(&inst, &replay(), &k, want, also);
+    }
+
+    // Cleaned: `clean` removes upload/ with the state, then a new report.
+    let inst = with_floor();
+    inst.count();
+    let o = inst.upload(&honest, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert!(inst.cli(NEXT_WEEK, &["clean"]).status.success());
+    assert!(!inst.dir().join("upload").exists());
+    inst.count();
+    assert_refused(&inst, &replay(), &k, want, floor_line);
+
+    // Built without the minimum (weaker): the same replay is accepted.
+    let inst = Inst::new();
+    inst.count();
+    let srv = replay();
+    let o = inst.upload(&srv, &k);
+    assert!(o.status.success(), "{o:?}");
+    let sent = Report::from_slice(&srv.posts()[0]).unwrap();
+    assert_eq!(sent.config, 4, "without a floor, the older config is used");
+    assert!(
+        inst.status_text()
+            .contains("this toolchain compiles in no minimum checkpoint"),
+        "status says the floor is weaker"
+    );
+}
+
+// ------------------------------------------------------------ freshness
+
+/// The witness of the freshness test.
+fn witness_key() -> &'static SignerKey {
+    static KEY: std::sync::OnceLock<SignerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        SignerKey::generate("witness.test.example/w1", KeyType::CosignatureV1).unwrap()
+    })
+}
+
+/// The POSIX time of an RFC 3339 instant.
+fn posix(t: &str) -> u64 {
+    chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp() as u64
+}
+
+/// A replayed old checkpoint, refused through the uploader's own path: the
+/// toolchain's policy needs witness w1, with cosignatures at most 7 days
+/// old (`UploadSettings::with_max_cosignature_age`), and the installation
+/// has no state (so no kept checkpoint protects it). A mirror serves config
+/// 4 under the log's checkpoint of size 1, which w1 cosigned 30 days
+/// before: refused in one line, nothing sent, the report kept. The same
+/// toolchain accepts config 5 under the checkpoint w1 cosigned yesterday,
+/// and one built without the age limit accepts the replay.
+#[test]
+fn a_replayed_old_checkpoint_is_refused() {
+    let k = key();
+    let mut log = Log::new("test.example/config-log");
+    let (c4, s4) = signed(&k, &config_text(4));
+    let (c5, s5) = signed(&k, &config_text(5));
+    let now = posix(NEXT_WEEK);
+    log.append(c4.clone()).unwrap();
+    let mut old = log.sign_checkpoint(log_key()).unwrap();
+    old.note.add_signature(
+        witness_key()
+            .cosign(&old.note.text, now - 30 * 86_400)
+            .unwrap(),
+    );
+    log.append(c5.clone()).unwrap();
+    let mut fresh = log.sign_checkpoint(log_key()).unwrap();
+    fresh.note.add_signature(
+        witness_key()
+            .cosign(&fresh.note.text, now - 86_400)
+            .unwrap(),
+    );
+    let policy = format!(
+        "log {}\nwitness w1 {}\nquorum w1\n",
+        log_key().verifier(),
+        witness_key().verifier()
+    );
+    let week = (7 * 86_400).to_string();
+    let toolchain = || {
+        Inst::new().with_host_env(&[
+            ("HOST_CONFIG_LOG", policy.as_str()),
+            ("HOST_MAX_AGE_S", week.as_str()),
+        ])
+    };
+    let replay = || {
+        Server::start_with_log(
+            c4.clone(),
+            Some(s4.clone()),
+            Some((log.clone(), old.clone())),
+            Answer::Ok,
+        )
+    };
+    let inst = toolchain();
+    inst.count();
+    assert_refused(
+        &inst,
+        &replay(),
+        &k,
+        "the checkpoint of size 1 has no quorum of cosignatures younger than 604800 s: a replayed old checkpoint?",
+        "config log freshness: the witnesses' cosignatures must be at most 7 days old",
+    );
+    // The current checkpoint, cosigned yesterday: accepted and sent (by
+    // another installation of the same toolchain).
+    let srv = Server::start_with_log(c5, Some(s5), Some((log.clone(), fresh)), Answer::Ok);
+    let inst = toolchain();
+    inst.count();
+    let o = inst.upload(&srv, &k);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(Report::from_slice(&srv.posts()[0]).unwrap().config, 5);
+    // Without the age limit, the replay gets through.
+    let inst = Inst::new().with_host_env(&[("HOST_CONFIG_LOG", policy.as_str())]);
+    inst.count();
+    let srv = replay();
+    assert!(inst.upload(&srv, &k).status.success());
+    assert_eq!(Report::from_slice(&srv.posts()[0]).unwrap().config, 4);
+}
+
+// ------------------------------------------------------------ key rotation
+
+/// A maintainer's files, made with the `clearcount` command as the README
+/// says: a minisign key pair, the declared counters, and config logs.
+struct Maintainer {
+    dir: tempfile::TempDir,
+}
+
+impl Maintainer {
+    fn new() -> Maintainer {
+        let m = Maintainer {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(m.path("counters")).unwrap();
+        std::fs::write(
+            m.path("counters/instrumented.toml"),
+            "program = \"instrumented\"\n\
+             [[counter]]\nname = \"instrumented/a\"\nkind = \"plain\"\ndescription = \"a\"\nquestion = \"a?\"\n\
+             [[counter]]\nname = \"instrumented/command:inc\"\nkind = \"plain\"\ndescription = \"inc\"\nquestion = \"inc?\"\n\
+             [[counter]]\nname = \"instrumented/rare\"\nkind = \"plain\"\ndescription = \"rare\"\nquestion = \"rare?\"\n",
+        )
+        .unwrap();
+        m.run(&[
+            "config",
+            "keygen",
+            "--public-key",
+            "config.pub",
+            "--secret-key",
+            "config.key",
+        ]);
+        m
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn run(&self, args: &[&str]) -> String {
+        let o = Command::new(cli())
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    /// A new log `dir` with its own key, named `origin`.
+    fn new_log(&self, dir: &str, origin: &str) {
+        let (vkey, skey) = (format!("{dir}.vkey"), format!("{dir}.skey"));
+        self.run(&[
+            "config",
+            "log-keygen",
+            "--name",
+            origin,
+            "--vkey",
+            &vkey,
+            "--skey",
+            &skey,
+        ]);
+        self.run(&["config", "log-init", "--log", dir, "--vkey", &vkey]);
+    }
+    /// Publishes config `version` into `log`: signed with minisign when
+    /// `sign`, else its existing signature checked (the same config into a
+    /// second log).
+    fn publish(&self, version: u64, log: &str, sign: bool) {
+        std::fs::write(self.path("config.toml"), config_text(version)).unwrap();
+        let skey = format!("{log}.skey");
+        let mut args = vec![
+            "config",
+            "publish",
+            "--config",
+            "config.toml",
+            "--counters",
+            "counters",
+            "--public-key",
+            "config.pub",
+            "--log-key",
+            &skey,
+            "--log",
+            log,
+        ];
+        if sign {
+            args.extend(["--secret-key", "config.key"]);
+        }
+        self.run(&args);
+    }
+    /// What a release built now compiles in for `log`: its policy and its
+    /// minimum checkpoint.
+    fn release(&self, log: &str) -> Vec<(String, String)> {
+        let read = |f: &str| std::fs::read_to_string(self.path(&format!("{log}/{f}"))).unwrap();
+        vec![
+            ("HOST_CONFIG_LOG".into(), read("policy")),
+            ("HOST_CONFIG_LOG_MINIMUM".into(), read("minimum")),
+            (
+                "HOST_PUBLIC_KEY".into(),
+                std::fs::read_to_string(self.path("config.pub")).unwrap(),
+            ),
+        ]
+    }
+}
+
+/// `clearcount serve` of the maintainer's config, with its clock on
+/// 2026-11-20; killed on drop.
+struct RealServer {
+    base: String,
+    child: std::process::Child,
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RealServer {
+    fn start(m: &Maintainer, logs: &[&str]) -> RealServer {
+        let mut c = Command::new(cli());
+        c.current_dir(m.dir.path())
+            .env("CLEARCOUNT_NOW", "2026-11-20T00:00:00Z")
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--data",
+                "data",
+                "--config",
+                "config.toml",
+            ])
+            .args([
+                "--public-key",
+                "config.pub",
+                "--rate-limit",
+                "0",
+                "--recosign-every",
+                "0",
+            ])
+            .args(["--log", logs[0]]);
+        for l in &logs[1..] {
+            c.args(["--also-log", l]);
+        }
+        let mut child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("clearcount serve did not start: {line:?}"))
+            .to_string();
+        RealServer {
+            base: format!("http://{addr}"),
+            child,
+        }
+    }
+    /// The `Server` the installation helpers take, and the settings a
+    /// toolchain compiles in to talk to this one.
+    fn endpoints(&self) -> (Server, Vec<(String, String)>) {
+        let env = vec![
+            ("HOST_UPLOAD_URL".into(), format!("{}/upload", self.base)),
+            (
+                "HOST_CONFIG_URL".into(),
+                format!("{}/config.toml", self.base),
+            ),
+        ];
+        let srv = Server {
+            base: self.base.clone(),
+            seen: Default::default(),
+        };
+        (srv, env)
+    }
+    /// Waits until the server serves config `version`.
+    fn wait_for_version(&self, version: u64) {
+        let t0 = Instant::now();
+        let want = format!("\nversion = {version}\n");
+        loop {
+            let o = Command::new("curl")
+                .args(["-s", &format!("{}/config.toml", self.base)])
+                .output()
+                .unwrap();
+            if format!("\n{}", String::from_utf8_lossy(&o.stdout)).contains(&want) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "version {version} not served"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+const WEEK2: &str = "2026-11-09";
+
+impl Inst {
+    /// This installation runs release `env` (what it compiles in), from
+    /// now on.
+    fn runs(&mut self, env: &[(String, String)]) {
+        self.host_env
+            .retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+        self.host_env.extend(env.iter().cloned());
+    }
+    /// Counts in the week of 2026-11-09, has the toolchain run on
+    /// 2026-11-12 (recording its settings, mode local for that run), and
+    /// the report made on 2026-11-16.
+    fn second_week(&self, srv: &Server, k: &Key) {
+        let o = self
+            .cmd(&example(), "2026-11-11T10:00:00Z")
+            .args(["inc", "instrumented/a", "3"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let out = self
+            .host_with(
+                srv,
+                k,
+                "2026-11-12T09:00:00Z",
+                false,
+                &[("EXAMPLE_TELEMETRY", "local")],
+            )
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let o = self
+            .cmd(&example(), "2026-11-16T10:00:00Z")
+            .arg("hello")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        assert!(self.wait_done("2026-11-16", Duration::from_secs(20)));
+    }
+    /// `clearcount upload` on 2026-11-17: the week of 2026-11-09 is sent.
+    fn upload_second_week(&self) -> Report {
+        let o = self.cli("2026-11-17T10:00:00Z", &["upload"]);
+        assert!(o.status.success(), "{o:?}");
+        let copy = std::fs::read(self.dir().join(format!("upload/{WEEK2}.json")))
+            .unwrap_or_else(|_| panic!("week {WEEK2} sent: {o:?}"));
+        Report::from_slice(&copy).unwrap()
+    }
+}
+
+/// A toolchain moves its config log to a new key (a new log) without
+/// stopping its installed base, as `counters-spec/config-log.md` §13 says,
+/// against the real server:
+///
+/// 1. release 1 compiles in log A; installations 1 and 2 send week 1;
+/// 2. the maintainer starts log B (new key, new name), publishes the
+///    current config into it too, and serves both (`--also-log`); every
+///    later config goes into both;
+/// 3. installation 1 upgrades to release 2, which compiles in log B and
+///    its minimum: it sets aside the checkpoint it kept under A (`status`
+///    says so) and sends week 2 under log B;
+/// 4. installation 2, still on release 1, sends week 2 under log A.
+#[test]
+fn a_key_rotation_across_two_releases_never_stops_uploads() {
+    let m = Maintainer::new();
+    m.new_log("log-a", "a.test.example/config-log");
+    m.publish(10, "log-a", true);
+    let release1 = m.release("log-a");
+    let key = Key {
+        public: std::fs::read_to_string(m.path("config.pub")).unwrap(),
+        secret: String::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+
+    // 1. Release 1, log A only.
+    let server = RealServer::start(&m, &["log-a"]);
+    let (srv, urls) = server.endpoints();
+    let mut inst1 = Inst::new();
+    let mut inst2 = Inst::new();
+    for inst in [&mut inst1, &mut inst2] {
+        inst.runs(&urls);
+        inst.runs(&release1);
+        inst.count();
+        let o = inst.upload(&srv, &key);
+        assert!(o.status.success(), "{o:?}");
+        let sent = Report::from_slice(&inst.sent_copy().unwrap()).unwrap();
+        assert_eq!(sent.config, 10);
+    }
+    drop(server);
+
+    // 2. Log B: the current config first, then both logs served.
+    m.new_log("log-b", "b.test.example/config-log");
+    m.publish(10, "log-b", false);
+    let server = RealServer::start(&m, &["log-a", "log-b"]);
+    let (srv, urls) = server.endpoints();
+    m.publish(11, "log-a", true);
+    m.publish(11, "log-b", false);
+    server.wait_for_version(11);
+    let release2 = m.release("log-b");
+
+    // 3. Installation 1 upgrades.
+    inst1.runs(&urls);
+    inst1.runs(&release2);
+    inst1.second_week(&srv, &key);
+    let st = inst1.status_text();
+    assert!(
+        st.contains("config log state set aside: the checkpoint kept (size 1 of log a.test.example/config-log) is not signed by the log key this release trusts"),
+        "{st}"
+    );
+    let r = inst1.upload_second_week();
+    assert_eq!((r.week.as_str(), r.config), (WEEK2, 11));
+    let kept = inst1.state()["config_log"].as_str().unwrap().to_string();
+    assert!(kept.contains("\nb.test.example/config-log\n2\n"), "{kept}");
+    assert!(inst1.status_text().contains(
+        "config log floor: the checkpoint kept by this installation (size 2 of log b.test.example/config-log, version 11)"
+    ));
+
+    // 4. Installation 2 keeps release 1: still served, under log A.
+    inst2.runs(&urls);
+    inst2.second_week(&srv, &key);
+    let r = inst2.upload_second_week();
+    assert_eq!((r.week.as_str(), r.config), (WEEK2, 11));
+    let kept = inst2.state()["config_log"].as_str().unwrap().to_string();
+    assert!(kept.contains("\na.test.example/config-log\n2\n"), "{kept}");
 }

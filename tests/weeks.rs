@@ -310,30 +310,46 @@ fn old_week_reported_and_deleted_under_a_running_process() {
     let report_at = Duration::from_millis(2500 + grace as u64 + 500);
     std::thread::sleep(report_at.saturating_sub(started.elapsed()));
     let now = end() + chrono::Duration::milliseconds(grace + 500);
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_reporter",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("WEEKS_CHILD", "reporter")
-        .env("CLEARCOUNT_DIR", d.path())
-        .env(
-            "CLEARCOUNT_NOW",
-            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let weeks: Vec<String> = files(d.path()).into_iter().map(|f| f.0).collect();
-    assert_eq!(
-        weeks,
-        [NEW_WEEK],
-        "the old week's file was reported and removed"
-    );
+    let report = || {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_reporter",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("WEEKS_CHILD", "reporter")
+            .env("CLEARCOUNT_DIR", d.path())
+            .env(
+                "CLEARCOUNT_NOW",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        files(d.path())
+            .into_iter()
+            .map(|f| f.0)
+            .collect::<Vec<String>>()
+    };
+    let weeks = report();
+    if cfg!(windows) {
+        // Windows deletes no file that a running process has mapped: the
+        // old week's file stays, already reported, until that process
+        // ends; the next report run removes it.
+        assert_eq!(weeks, [OLD_WEEK, NEW_WEEK]);
+    } else {
+        assert_eq!(
+            weeks,
+            [NEW_WEEK],
+            "the old week's file was reported and removed"
+        );
+    }
     let out = c.child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
+    if cfg!(windows) {
+        assert_eq!(report(), [NEW_WEEK], "removed once no process maps it");
+    }
     let (before, after) = (side(&out, "BEFORE"), side(&out, "AFTER"));
     let path = d
         .path()

@@ -5,6 +5,7 @@
 //! | module | what | feature |
 //! |---|---|---|
 //! | [`panic`](mod@panic) | an opt-in panic hook that counts `crash/panic` with the panicking stack | none |
+//! | [`crash`] | an opt-in handler that counts the fatal signal that ends the process, `crash/signal:SIGSEGV` … | none |
 //! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
 //! | [`notice`] | the first-run notice, once per installation | none |
 //! | `flags` | which flags and subcommands were used, never their values | `kit` |
@@ -20,6 +21,7 @@
 //! assert_eq!(BUILD_TIME.declaration(), "mytool/build-time:{<10ms,<100ms,<1s,>=1s}");
 //! ```
 
+pub mod crash;
 pub mod histogram;
 pub mod notice;
 pub mod panic;

@@ -26,8 +26,8 @@
 //! about to die of the panic, the count is already in the shared counter
 //! file (if telemetry was started), so it survives the process.
 //!
-//! Only panics are counted: fatal signals (a segmentation fault in foreign
-//! code, an abort) are not.
+//! Only panics are counted here; fatal signals (a segmentation fault in
+//! foreign code, an abort) are the [`crash`](super::crash) counter's.
 //!
 //! ```
 //! clearcount::kit::panic::install(16);

@@ -13,13 +13,18 @@
 //! it: its allocation pointer now reads zero there, which the counter file
 //! code treats as damage, and it moves to a fresh file.
 //!
+//! The same handler serves the crash counter (`crash.rs`): with a hook
+//! installed it also takes SIGILL, SIGFPE and SIGABRT, and calls the hook
+//! for a fatal signal before passing it on.
+//!
 //! Any other fault, or a signal sent by `kill`, goes to the handler that
 //! was installed before (Rust's stack-overflow handler, say), called
 //! directly with the same arguments; if there was none, the default action
 //! is put back and the process dies of the same signal, as it would have.
-//! The handler only loads atomics, calls `mmap`, `sigaction` and `raise`,
-//! all async-signal-safe.
+//! The handler only loads atomics, calls `mmap`, `sigaction` and `raise`
+//! and the crash hook, all async-signal-safe.
 
+use super::crash::{self, Crash};
 use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::Once;
@@ -35,20 +40,35 @@ struct Region {
 /// The guarded mappings, newest first (a list that only grows: one entry
 /// per mapping, and mappings are never unmapped).
 static REGIONS: AtomicPtr<Region> = AtomicPtr::new(ptr::null_mut());
-static INSTALL: Once = Once::new();
 
-/// The signals the guard handles.
-const SIGNALS: [libc::c_int; 2] = [libc::SIGBUS, libc::SIGSEGV];
+/// The signals handled: the guard's two, then the crash counter's three.
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGBUS,
+    libc::SIGSEGV,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+/// What each of [`SIGNALS`] means to the crash counter.
+const KINDS: [Crash; 5] = [
+    Crash::Bus,
+    Crash::Segv,
+    Crash::Ill,
+    Crash::Fpe,
+    Crash::Abort,
+];
+static INSTALL: [Once; 5] = [const { Once::new() }; 5];
 
-struct Prev(UnsafeCell<[Option<libc::sigaction>; 2]>);
-// SAFETY: written once inside `INSTALL.call_once`, each entry before the
-// handler that reads it is installed; read-only afterwards.
+struct Prev(UnsafeCell<[Option<libc::sigaction>; 5]>);
+// SAFETY: entry i is written once inside `INSTALL[i].call_once`, before
+// the handler that reads it is installed for that signal; read-only
+// afterwards.
 unsafe impl Sync for Prev {}
-static PREV: Prev = Prev(UnsafeCell::new([None, None]));
+static PREV: Prev = Prev(UnsafeCell::new([None; 5]));
 
 /// Guards the mapping `[start, start + len)`.
 pub(crate) fn guard(start: usize, len: usize) {
-    INSTALL.call_once(install);
+    install(0..2);
     let node = Box::leak(Box::new(Region {
         start,
         len,
@@ -64,24 +84,34 @@ pub(crate) fn guard(start: usize, len: usize) {
     }
 }
 
-fn install() {
-    for (i, &sig) in SIGNALS.iter().enumerate() {
-        // SAFETY: a zeroed `sigaction` with handler, flags and an empty mask
-        // is a valid argument. PREV[i] is written before the new handler is
-        // installed, so the handler never reads it half-written, and it is
-        // written only here, once (`Once`).
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            (*PREV.0.get())[i] = Some(old);
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_fault as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, ptr::null_mut());
+/// Installs the handler for every signal (the crash counter's call).
+pub(crate) fn install_crash_signals() {
+    install(0..SIGNALS.len());
+}
+
+/// Installs the handler for `SIGNALS[range]`, each once.
+fn install(range: std::ops::Range<usize>) {
+    for i in range {
+        INSTALL[i].call_once(|| install_one(i));
+    }
+}
+
+fn install_one(i: usize) {
+    // SAFETY: a zeroed `sigaction` with handler, flags and an empty mask is
+    // a valid argument. PREV[i] is written before the new handler is
+    // installed, so the handler never reads it half-written, and it is
+    // written only here, once (`INSTALL[i]`).
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(SIGNALS[i], ptr::null(), &mut old) != 0 {
+            return;
         }
+        (*PREV.0.get())[i] = Some(old);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_fault as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(SIGNALS[i], &action, ptr::null_mut());
     }
 }
 
@@ -119,11 +149,26 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
     // SAFETY: the kernel passes a valid siginfo_t to SA_SIGINFO handlers.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     // si_code > 0: raised by a fault, so si_addr is the faulting address.
-    if code > 0 && rescue(addr) {
+    let guarded = sig == libc::SIGBUS || sig == libc::SIGSEGV;
+    if guarded && code > 0 && rescue(addr) {
         return; // the faulting access is retried, on the new pages
+    }
+    if let Some(i) = SIGNALS.iter().position(|&s| s == sig)
+        && crash::hooked()
+        && (code > 0 || sig == libc::SIGABRT || default_action(i))
+    {
+        crash::fire(KINDS[i]);
     }
     // SAFETY: the arguments are the kernel's, passed on unchanged.
     unsafe { chain(sig, info, ctx) }
+}
+
+/// Whether signal `SIGNALS[i]` had its default action before ours: a sent
+/// one then ends the process.
+fn default_action(i: usize) -> bool {
+    // SAFETY: written before the handler was installed, never again.
+    let prev = unsafe { (*PREV.0.get())[i] };
+    prev.is_none_or(|p| p.sa_sigaction == libc::SIG_DFL)
 }
 
 /// Hands a signal that is not ours to the handler installed before, or to

@@ -10,7 +10,8 @@
 //! | module | what | per platform |
 //! |---|---|---|
 //! | [`map`] | [`SharedMap`]: a shared, writable mapping of a counter file, never longer than the file, never unmapped; atomics at checked offsets | `memmap2` on unix and Windows; [`MAPPING`] is false elsewhere (WASI and the like), where the engine counts nothing |
-//! | `fault` | the guard that turns a fault in a truncated counter file into a write to private memory | every unix (`sigaction`, `mmap`); Windows refuses to truncate a mapped file |
+//! | `fault` | the guard that turns a fault in a truncated counter file into a write to private memory, and the signal handler the crash counter shares | every unix (`sigaction`, `mmap`); Windows refuses to truncate a mapped file |
+//! | [`crash`] | fatal signals and unhandled exceptions, named as unix signals, for the crash counter | unix: SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT; Windows: the unhandled-exception filter |
 //! | [`atomic_ref`] | [`AtomicRef`]: an atomic, nullable `&'static T` | everywhere |
 //! | [`clock`] | [`coarse_now_ms`], [`sleep_until_ms`] | Linux: `CLOCK_REALTIME_COARSE`, `clock_nanosleep`; elsewhere `SystemTime`, `thread::sleep` |
 //! | [`file`] | positioned reads and writes, the growth lock, file identity | unix: `FileExt`, `flock`, dev+inode; Windows: `seek_read`/`seek_write`, `LockFileEx` on a byte past the data, volume serial + file index |
@@ -26,6 +27,7 @@
 
 pub(crate) mod atomic_ref;
 pub(crate) mod clock;
+pub(crate) mod crash;
 pub(crate) mod dirs;
 #[cfg(unix)]
 mod fault;

@@ -2,9 +2,10 @@
 //! [`Transport`](super::Transport).
 
 use super::UploadSettings;
+use super::floor::Floor;
 use super::transport::{Answer, Method, Request, TransportError};
 use crate::config::CollectionConfig;
-use clearcount_protocol::tlog::client::{ClientPolicy, Kept, verify_config};
+use clearcount_protocol::tlog::client::verify_config;
 
 const CONFIG_LIMIT: u64 = 1 << 20;
 /// A proof bundle is about 1.4 KB for a log of a thousand versions.
@@ -54,17 +55,16 @@ pub(crate) struct Verified {
 /// version below the accepted one is refused), then its proof from the
 /// config log, `config_url + ".proof?old=..."`: the config must be the
 /// latest entry of a checkpoint signed by the log key (and cosigned as the
-/// policy says) that extends the checkpoint this installation kept and the
-/// one the toolchain compiled in (`counters-spec/config-log.md` §6). Any
+/// policy says, with cosignatures no older than the settings allow) that
+/// extends the checkpoint this installation kept and the one the toolchain
+/// compiled in (`counters-spec/config-log.md` §9; see [`Floor`]). Any
 /// failure is one line; nothing is kept then.
 pub(crate) fn fetch_config(s: &UploadSettings, state: &super::State) -> Result<Verified, String> {
-    let policy = ClientPolicy::parse(&s.config_log, &s.config_log_minimum)
-        .map_err(|e| format!("config refused: the config log policy built in is not valid: {e}"))?;
-    // A damaged kept state reads as none: the compiled-in minimum still holds.
-    let kept = state
-        .config_log
-        .as_deref()
-        .and_then(|t| Kept::parse(t).ok());
+    // The compiled-in policy, and the floor: the kept checkpoint if it is
+    // of the compiled-in log (a damaged one, or one kept under another
+    // log key, is set aside), and the compiled-in minimum, which holds
+    // whatever happened to the state.
+    let Floor { policy, kept, .. } = Floor::of(s, state)?;
     let a = send(s, &s.config_url, None, CONFIG_LIMIT)?;
     if !(200..300).contains(&a.status) {
         return Err(format!(
@@ -105,10 +105,8 @@ pub(crate) fn fetch_config(s: &UploadSettings, state: &super::State) -> Result<V
         ));
     }
     let bundle = String::from_utf8_lossy(&a.body);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    // The cosignatures' age is measured on the clearcount clock.
+    let now = u64::try_from(crate::clock::now().timestamp()).unwrap_or(0);
     let accepted = verify_config(&policy, kept.as_ref(), &text, &bundle, now)
         .map_err(|r| format!("config refused by the config log: {r}"))?;
     Ok(Verified {

@@ -63,6 +63,7 @@
 
 mod child;
 mod fetch;
+mod floor;
 mod settings;
 mod state;
 #[cfg(feature = "kit")]
@@ -124,10 +125,19 @@ pub struct UploadSettings {
     /// the witnesses, the quorum; `config/log/policy`), so that a config is
     /// used only if it is the latest entry of the log everyone sees.
     pub config_log: String,
-    /// A signed checkpoint of the config log compiled in
-    /// (`config/log/checkpoint` at build time), or empty: no accepted
-    /// checkpoint may be older, even after the local state is lost.
+    /// A signed checkpoint of the config log compiled in (`log/minimum`,
+    /// which `clearcount config publish` writes, at build time), or empty:
+    /// no accepted checkpoint may be older, even after the local state is
+    /// lost, damaged or cleaned. Without one (weaker), an installation
+    /// that lost its state accepts any config that was ever the latest
+    /// entry of a published checkpoint.
     pub config_log_minimum: String,
+    /// When set, a config is used only under a checkpoint whose witness
+    /// quorum cosigned it at most this long ago (the policy needs a quorum
+    /// of witnesses that re-cosign, and a server that gathers their fresh
+    /// cosignatures: `clearcount serve --recosign-every`), so a replayed
+    /// old checkpoint is refused even by an installation with no state.
+    pub max_cosignature_age: Option<Duration>,
     /// X above this: the week is never sent and no config is fetched.
     /// Default 0.1.
     pub ceiling: f64,
@@ -158,6 +168,7 @@ impl PartialEq for UploadSettings {
             && self.public_key == o.public_key
             && self.config_log == o.config_log
             && self.config_log_minimum == o.config_log_minimum
+            && self.max_cosignature_age == o.max_cosignature_age
             && self.ceiling == o.ceiling
             && self.connect_timeout == o.connect_timeout
             && self.total_timeout == o.total_timeout
@@ -186,6 +197,7 @@ impl UploadSettings {
             public_key: public_key.to_string(),
             config_log: config_log.to_string(),
             config_log_minimum: String::new(),
+            max_cosignature_age: None,
             ceiling: 0.1,
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(20),
@@ -214,9 +226,23 @@ impl UploadSettings {
     }
 
     /// Sets the config log checkpoint no accepted one may be older than
-    /// (`config/log/checkpoint`, compiled in when the toolchain is built).
+    /// (`log/minimum`, written by `clearcount config publish`, compiled in
+    /// when the toolchain is built: `include_str!("../log/minimum")`).
+    /// Lost, damaged or cleaned state then never lets a config older than
+    /// it back in.
     pub fn with_minimum_checkpoint(mut self, signed_checkpoint: &str) -> UploadSettings {
         self.config_log_minimum = signed_checkpoint.to_string();
+        self
+    }
+
+    /// Uses a config only under a checkpoint whose witness quorum cosigned
+    /// it at most `age` ago (`counters-spec/config-log.md` §4.3): a
+    /// replayed old checkpoint is refused even with no state. The policy
+    /// must require witnesses (a quorum other than `none`), and they must
+    /// re-cosign more often than `age` (`clearcount serve
+    /// --recosign-every`, `clearcount witness serve`).
+    pub fn with_max_cosignature_age(mut self, age: Duration) -> UploadSettings {
+        self.max_cosignature_age = Some(age);
         self
     }
 

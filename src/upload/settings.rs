@@ -8,7 +8,8 @@
 //!   token is taken), in `<telemetry dir>/upload-settings.json`, for
 //!   `clearcount --namespace mytool report --dry-run`, which runs outside
 //!   the toolchain. The file holds only URLs, the public key, the config
-//!   log's policy and minimum checkpoint, the ceiling and the timeouts.
+//!   log's policy, minimum checkpoint and cosignature age limit, the
+//!   ceiling and the timeouts.
 
 use super::UploadSettings;
 use clearcount_protocol::json::{self, Value};
@@ -35,6 +36,11 @@ fn to_json(s: &UploadSettings) -> Value {
         (
             "config_log_minimum".into(),
             Value::string(&s.config_log_minimum),
+        ),
+        (
+            "max_cosignature_age_s".into(),
+            s.max_cosignature_age
+                .map_or(Value::Null, |a| Value::from_u64(a.as_secs())),
         ),
         ("ceiling".into(), Value::from_f64(s.ceiling)),
         (
@@ -92,6 +98,7 @@ fn from_json(bytes: &[u8]) -> Result<UploadSettings, String> {
         "public_key",
         "config_log",
         "config_log_minimum",
+        "max_cosignature_age_s",
         "ceiling",
         "connect_timeout_ms",
         "total_timeout_ms",
@@ -119,8 +126,16 @@ fn from_json(bytes: &[u8]) -> Result<UploadSettings, String> {
     let ceiling = get("ceiling")?
         .as_f64()
         .ok_or("invalid type: ceiling must be a number")?;
+    // Settings recorded by an earlier version have no age limit.
+    let max_age = match get("max_cosignature_age_s") {
+        Err(_) | Ok(&Value::Null) => None,
+        Ok(v) => Some(std::time::Duration::from_secs(v.as_u64().ok_or(
+            "invalid type: max_cosignature_age_s must be an unsigned integer or null",
+        )?)),
+    };
     Ok(UploadSettings {
         ceiling: ceiling.clamp(0.0, 1.0),
+        max_cosignature_age: max_age,
         connect_timeout: ms("connect_timeout_ms")?,
         total_timeout: ms("total_timeout_ms")?,
         ..UploadSettings::new(
@@ -145,6 +160,7 @@ mod tests {
         assert!(e.contains("has not recorded"), "{e}");
         let s = UploadSettings::new("http://a/upload", "http://a/config.toml", "KEY", "POLICY")
             .with_minimum_checkpoint("CHECKPOINT")
+            .with_max_cosignature_age(Duration::from_secs(7 * 86_400))
             .with_ceiling(0.25)
             .with_timeouts(Duration::from_secs(2), Duration::from_secs(9));
         record(dir.path(), &s);

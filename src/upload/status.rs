@@ -1,6 +1,7 @@
 //! The upload state for `clearcount status`: when the next upload can
 //! happen and what happened last time. Reads only.
 
+use super::floor::Floor;
 use super::state::{event_json, load_state, weeks_json};
 use super::token::{TokenState, token_path, token_state};
 use super::upload_dir;
@@ -94,6 +95,13 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
     if let Some(v) = state.accepted_config {
         lines.push(format!("collection config accepted: version {v}"));
     }
+    // Which config log floor is in force, with the toolchain's own
+    // settings (as the uploader reads them).
+    let floor = super::settings::for_commands(ns, dir)
+        .ok()
+        .and_then(|s| Floor::of(&s, &state).ok());
+    let floor_lines = floor.as_ref().map(Floor::lines).unwrap_or_default();
+    lines.extend(floor_lines.iter().cloned());
     let json = vec![
         ("next".into(), Value::string(next)),
         ("last".into(), event_json(&state.last)),
@@ -108,6 +116,10 @@ pub fn status(ns: &str, dir: &Path) -> UploadStatus {
             state.accepted_config.map_or(Value::Null, Value::from_u64),
         ),
         ("weeks".into(), weeks_json(&state.weeks)),
+        (
+            "config_log".into(),
+            Value::Array(floor_lines.iter().map(Value::string).collect()),
+        ),
     ];
     UploadStatus { lines, json }
 }

@@ -2,17 +2,27 @@
 //! (`counters-spec/config-log.md` §10), over HTTP from the log's URL or
 //! from a log directory.
 //!
-//! Fetches `log.vkey`, `policy` (if any), every `entries/<i>` (until the
-//! first missing one), the checkpoint history (`checkpoints`, the list of
-//! sizes; a static file server that cannot answer it is probed at
-//! `checkpoints/1` … `checkpoints/<n>`), and `checkpoint`; adds the
-//! checkpoints given with `--checkpoint`; then recomputes everything with
-//! `clearcount_protocol::tlog::audit` and prints the history. Any failure
-//! is one line and a non-zero exit.
+//! Fetches `log.vkey`, `policy` (if any) and `checkpoint`, whose log
+//! signature is verified before anything else is read; then the entries it
+//! covers, `entries/0` … `entries/<size>` (one more, to see any entry beyond
+//! it), the checkpoint history (`checkpoints`, the list of sizes; a static
+//! file server that cannot answer it is probed at `checkpoints/1` …
+//! `checkpoints/<size>`); adds the checkpoints given with `--checkpoint`;
+//! then recomputes everything with `clearcount_protocol::tlog::audit`
+//! (which reads entries as configs only once signed roots cover them) and
+//! prints the history. Any failure is one line and a non-zero exit.
+//!
+//! Bounded for a hostile log: at most [`MAX_ENTRIES`] entries of at most
+//! [`MAX_ENTRY_BYTES`] each and [`MAX_TOTAL_BYTES`] together, checkpoints
+//! of at most [`MAX_CHECKPOINT_BYTES`] each and [`MAX_TOTAL_BYTES`]
+//! together, policies and keys of at most [`MAX_CHECKPOINT_BYTES`]; every
+//! answer is read only up to its limit.
 
 use crate::http;
 use crate::log_cmd::read_vkey;
-use clearcount_protocol::tlog::audit::{AuditReport, audit};
+use clearcount_protocol::tlog::audit::{
+    AuditReport, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, audit, check_entry_size,
+};
 use clearcount_protocol::tlog::base64_encode;
 use clearcount_protocol::tlog::checkpoint::SignedCheckpoint;
 use clearcount_protocol::tlog::log::LogDir;
@@ -20,8 +30,9 @@ use clearcount_protocol::tlog::note::VerifierKey;
 use clearcount_protocol::tlog::policy::Policy;
 use std::path::PathBuf;
 
-/// Most entries an audit fetches (a config log has a few thousand).
-const MAX_ENTRIES: u64 = 1_000_000;
+/// Largest checkpoint, key or policy file read (a checkpoint with 100
+/// signature lines is under 16 KiB).
+const MAX_CHECKPOINT_BYTES: u64 = 64 << 10;
 
 /// Arguments of `config audit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,23 +88,34 @@ impl Source {
         }
     }
 
-    /// The file `rel` of the log; `None` if it does not exist.
-    fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    /// The file `rel` of the log, at most `limit` bytes of it (a larger
+    /// one is refused); `None` if it does not exist.
+    fn get(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         match self {
             Source::Dir(d) => {
+                use std::io::Read;
                 let p = d.join(rel);
-                match std::fs::read(&p) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+                let f = match std::fs::File::open(&p) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+                };
+                let mut b = Vec::new();
+                f.take(limit + 1)
+                    .read_to_end(&mut b)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                if b.len() as u64 > limit {
+                    return Err(http::too_large(&p.display().to_string(), limit));
                 }
+                Ok(Some(b))
             }
-            Source::Http { agent, base } => http::get(agent, &format!("{base}/{rel}")),
+            Source::Http { agent, base } => http::get(agent, &format!("{base}/{rel}"), limit),
         }
     }
 
+    /// A small text file of the log (a key, a policy, a checkpoint).
     fn get_text(&self, rel: &str) -> Result<Option<String>, String> {
-        match self.get(rel)? {
+        match self.get(rel, MAX_CHECKPOINT_BYTES)? {
             Some(b) => String::from_utf8(b)
                 .map(Some)
                 .map_err(|_| format!("{} is not UTF-8 text", self.name(rel))),
@@ -144,9 +166,16 @@ fn decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// Every entry, in order.
-fn fetch_entries(src: &Source) -> Result<Vec<Vec<u8>>, String> {
-    let mut entries = Vec::new();
+/// The entries a checkpoint of `size` covers, and the one after it if it
+/// exists (the audit then says it is in no checkpoint), within the audit's
+/// limits.
+fn fetch_entries(src: &Source, size: u64) -> Result<Vec<Vec<u8>>, String> {
+    if size > MAX_ENTRIES {
+        return Err(format!(
+            "{} covers {size} entries, more than the {MAX_ENTRIES} an audit reads: not a config log",
+            src.name(LogDir::CHECKPOINT)
+        ));
+    }
     if let Some(names) = src.list(LogDir::ENTRIES)? {
         for (i, &n) in names.iter().enumerate() {
             if n != i as u64 {
@@ -158,34 +187,61 @@ fn fetch_entries(src: &Source) -> Result<Vec<Vec<u8>>, String> {
             }
         }
     }
-    for i in 0..MAX_ENTRIES {
-        match src.get(&format!("{}/{i}", LogDir::ENTRIES))? {
-            Some(b) => entries.push(b),
-            None => return Ok(entries),
+    let mut entries = Vec::new();
+    let mut total = 0usize;
+    for i in 0..=size {
+        let rel = format!("{}/{i}", LogDir::ENTRIES);
+        match src.get(&rel, MAX_ENTRY_BYTES as u64)? {
+            Some(b) => {
+                check_entry_size(i, b.len(), total).map_err(|e| e.to_string())?;
+                total += b.len();
+                entries.push(b);
+            }
+            None => break,
         }
     }
-    Err(format!("the log has more than {MAX_ENTRIES} entries"))
+    Ok(entries)
 }
 
-/// The sizes of the published checkpoint history.
-fn history_sizes(src: &Source, entries: u64, latest: Option<u64>) -> Result<Vec<u64>, String> {
+/// The sizes of the published checkpoint history (at most one per size up
+/// to `top`, the latest checkpoint's).
+fn history_sizes(src: &Source, top: u64) -> Result<Vec<u64>, String> {
+    let too_many = |n: usize| {
+        format!(
+            "the log lists {n} checkpoints, more than one per size up to its latest ({top}): not a config log"
+        )
+    };
     if let Some(sizes) = src.list(LogDir::CHECKPOINTS)? {
+        if sizes.len() as u64 > top {
+            return Err(too_many(sizes.len()));
+        }
         return Ok(sizes);
     }
     // The server's list of sizes, one decimal a line.
-    if let Some(text) = src.get_text(LogDir::CHECKPOINTS)? {
+    // (Generous enough for a web server's directory listing, which is then
+    // not a list of sizes.)
+    if let Some(b) = src.get(LogDir::CHECKPOINTS, (64 << 10) + 256 * (top + 1))? {
+        let text = String::from_utf8_lossy(&b);
         let sizes: Option<Vec<u64>> = text.lines().map(decimal).collect();
         if let Some(mut sizes) = sizes.filter(|s| !s.is_empty()) {
             sizes.sort_unstable();
             sizes.dedup();
+            if sizes.len() as u64 > top {
+                return Err(too_many(sizes.len()));
+            }
             return Ok(sizes);
         }
     }
-    // A static file server: probe every size up to what the log shows.
-    let top = entries.max(latest.unwrap_or(0));
+    // A static file server: probe every size up to the latest.
     let mut sizes = Vec::new();
     for s in 1..=top {
-        if src.get(&format!("{}/{s}", LogDir::CHECKPOINTS))?.is_some() {
+        if src
+            .get(
+                &format!("{}/{s}", LogDir::CHECKPOINTS),
+                MAX_CHECKPOINT_BYTES,
+            )?
+            .is_some()
+        {
             sizes.push(s);
         }
     }
@@ -299,25 +355,31 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
 
-    // Everything the log shows.
-    let entries = fetch_entries(&src).map_err(&fail)?;
+    // The latest checkpoint first: its log signature is verified before
+    // any entry is read, and its size bounds what is read.
     let latest = match src.get_text(LogDir::CHECKPOINT).map_err(&fail)? {
         Some(t) => Some(named(src.name(LogDir::CHECKPOINT), t, &keys).map_err(&fail)?),
         None => None,
     };
-    let sizes = history_sizes(
-        &src,
-        entries.len() as u64,
-        latest.as_ref().map(|l| l.signed.checkpoint.size),
-    )
-    .map_err(&fail)?;
+    let top = latest.as_ref().map_or(0, |l| l.signed.checkpoint.size);
+    let entries = fetch_entries(&src, top).map_err(&fail)?;
+    let sizes = history_sizes(&src, top).map_err(&fail)?;
     let mut checkpoints = Vec::new();
+    let mut held = 0u64;
     for &s in &sizes {
         let rel = format!("{}/{s}", LogDir::CHECKPOINTS);
         let text = src
             .get_text(&rel)
             .map_err(&fail)?
             .ok_or_else(|| fail(format!("{} is listed but missing", src.name(&rel))))?;
+        held += text.len() as u64;
+        if held > MAX_TOTAL_BYTES as u64 {
+            return Err(fail(format!(
+                "the checkpoints up to {} hold more than {} MiB: not a config log",
+                src.name(&rel),
+                MAX_TOTAL_BYTES >> 20
+            )));
+        }
         let n = named(src.name(&rel), text, &keys).map_err(&fail)?;
         if n.signed.checkpoint.size != s {
             return Err(fail(format!(

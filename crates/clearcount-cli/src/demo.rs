@@ -451,6 +451,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         config: Some(config.clone()),
         public_key: Some(public.clone()),
         log: Some(log_dir.clone()),
+        also_logs: Vec::new(),
         counters: Some(counters_dir.clone()),
         min_reports: args.min_reports,
         merge_interval: Duration::from_secs(5),

@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-/// Largest answer read (an entry is a config: far smaller).
-const LIMIT: u64 = 4 << 20;
-
 /// An agent that returns error statuses as answers, with a time limit.
 pub(crate) fn agent() -> ureq::Agent {
     let cfg = ureq::Agent::config_builder()
@@ -27,17 +24,21 @@ fn net_error(url: &str, e: ureq::Error) -> String {
     }
 }
 
-/// GETs `url`: `Some(body)` for a 200, `None` for a 404 or 410.
-pub(crate) fn get(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<u8>>, String> {
+/// GETs `url`: `Some(body)` for a 200, `None` for a 404 or 410; an answer
+/// of more than `limit` bytes is refused (it is not read further).
+pub(crate) fn get(agent: &ureq::Agent, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
     let mut r = agent.get(url).call().map_err(|e| net_error(url, e))?;
     match r.status().as_u16() {
         200 => r
             .body_mut()
             .with_config()
-            .limit(LIMIT)
+            .limit(limit)
             .read_to_vec()
             .map(Some)
-            .map_err(|e| format!("cannot read the answer of {url}: {e}")),
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => too_large(url, limit),
+                e => format!("cannot read the answer of {url}: {e}"),
+            }),
         404 | 410 => Ok(None),
         s => Err(format!("{url} answered {s}")),
     }
@@ -58,4 +59,13 @@ pub(crate) fn post(agent: &ureq::Agent, url: &str, body: String) -> Result<(u16,
         .read_to_string()
         .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
     Ok((status, text))
+}
+
+/// The refusal of an answer or file larger than `limit` bytes.
+pub(crate) fn too_large(what: &str, limit: u64) -> String {
+    if limit >= 1 << 20 {
+        format!("{what} is larger than {} MiB: refused", limit >> 20)
+    } else {
+        format!("{what} is larger than {} KiB: refused", limit >> 10)
+    }
 }

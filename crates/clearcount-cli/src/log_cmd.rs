@@ -362,6 +362,10 @@ pub(crate) fn publish(args: PublishArgs) -> Result<(), String> {
         published.checkpoint.checkpoint.size,
         args.log.join(LogDir::CHECKPOINT).display()
     );
+    println!(
+        "a release built from now on compiles in {} as its minimum checkpoint (UploadSettings::with_minimum_checkpoint): no installation of it accepts an older config, whatever happens to its state",
+        args.log.join(LogDir::MINIMUM).display()
+    );
     // 5. Witnesses, if asked for.
     match witnesses {
         None => Ok(()),
@@ -375,6 +379,26 @@ pub(crate) fn cosign(args: CosignArgs) -> Result<(), String> {
     let log = LogDir::open(&args.log).map_err(|e| e.to_string())?;
     let w = witnesses(&log, &args.witnesses, true)?;
     ask_all(&log, &w)
+}
+
+/// Asks every witness of the log's policy that has a URL to cosign the
+/// log's latest checkpoint again, and stores their fresh cosignatures
+/// (what `clearcount serve --recosign-every` does on a schedule, so that a
+/// log whose config does not change keeps recent cosignatures). `false`
+/// when the policy lists no witness with a URL.
+pub(crate) fn recosign(log: &Path) -> Result<bool, String> {
+    let log = LogDir::open(log).map_err(|e| e.to_string())?;
+    let has_urls = log_policy(&log)?.is_some_and(|p| p.witnesses().iter().any(|w| w.url.is_some()));
+    if !has_urls {
+        return Ok(false);
+    }
+    let none = WitnessArgs {
+        urls: Vec::new(),
+        keys: Vec::new(),
+    };
+    let w = witnesses(&log, &none, true)?;
+    ask_all(&log, &w)?;
+    Ok(true)
 }
 
 /// A witness to ask: where, and the keys its answer may be signed with.

@@ -31,6 +31,12 @@ pub(crate) struct ServeArgs {
     /// the proofs at /config.toml.proof. Default: log/ beside the config.
     #[arg(long, value_name = "DIR")]
     pub(crate) log: Option<PathBuf>,
+    /// Another config log the config is also the latest entry of, during a
+    /// move to a new log key or a new log (counters-spec/config-log.md
+    /// §13): releases that compile in its key are answered from it, every
+    /// other client from --log. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) also_log: Vec<PathBuf>,
     /// Directory of declared-counter files (`<program>.toml`, e.g. counters/).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
@@ -67,6 +73,13 @@ pub(crate) struct ServeArgs {
     /// request comes through that proxy, or clients pick their own source.
     #[arg(long, value_name = "HEADER")]
     pub(crate) client_ip_header: Option<String>,
+    /// Seconds between asking the witnesses of the config log's policy
+    /// (those with a URL) to cosign its latest checkpoint again; their
+    /// fresh cosignatures are added to the log directory, and served. So a
+    /// log whose config does not change stays fresh for clients that
+    /// refuse old cosignatures. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 6 * 3600)]
+    pub(crate) recosign_every: u64,
 }
 
 impl ServeArgs {
@@ -78,6 +91,7 @@ impl ServeArgs {
             config: self.config.clone(),
             public_key: self.public_key.clone(),
             log: self.log.clone(),
+            also_logs: self.also_log.clone(),
             counters: self.counters.clone(),
             min_reports: self.min_reports,
             merge_interval: Duration::from_secs(self.merge_interval.max(1)),
@@ -114,12 +128,42 @@ pub(crate) struct MergeArgs {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; prints its URL once listening.
+/// With a config log and `--recosign-every`, a thread asks the log's
+/// witnesses for fresh cosignatures on that schedule (the server picks up
+/// the changed checkpoint within a second).
 pub(crate) fn run_serve(args: ServeArgs) -> Result<(), String> {
     let opts = args.options();
+    if let (Some(log), true) = (opts.log_dir(), args.recosign_every > 0) {
+        let every = Duration::from_secs(args.recosign_every);
+        std::thread::Builder::new()
+            .name("clearcount-recosign".into())
+            .spawn(move || recosign_loop(&log, every))
+            .map_err(|e| format!("cannot start the re-cosigning thread: {e}"))?;
+    }
     let data = opts.data.clone();
     clearcount_server::run_blocking(opts, move |addr| {
         println!("clearcount serve: listening on http://{addr}/ (data in {data})");
     })
+}
+
+/// Every `every`, asks the config log's witnesses to cosign its latest
+/// checkpoint again (one line for each answer or failure).
+fn recosign_loop(log: &std::path::Path, every: Duration) {
+    let mut said_none = false;
+    loop {
+        std::thread::sleep(every);
+        match crate::log_cmd::recosign(log) {
+            Ok(true) => said_none = false,
+            Ok(false) if !said_none => {
+                said_none = true;
+                eprintln!(
+                    "clearcount serve: the config log's policy lists no witness with a URL: no cosignature to refresh"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => eprintln!("clearcount serve: refreshing the config log's cosignatures: {e}"),
+        }
+    }
 }
 
 /// Rebuilds every week's archive file, then the static site; prints what it

@@ -14,6 +14,14 @@
 //! Requests for one log are handled one at a time (a lock per origin):
 //! read the stored checkpoint, decide, store the new one (temporary file,
 //! fsync, rename) and only then answer with the cosignature.
+//!
+//! **Re-cosigning on a schedule.** Every `--recosign-every` seconds the
+//! witness cosigns again the checkpoint it stored for each log, and answers
+//! a request for that same checkpoint (`old` = its size) with that recent
+//! cosignature, so a log whose checkpoint does not change still gets fresh
+//! cosignatures (clients may refuse old ones: `counters-spec/config-log.md`
+//! §4.3) at a bounded signing cost; `clearcount serve` asks for them
+//! (`--recosign-every`). A new checkpoint is cosigned when asked.
 
 use crate::log_cmd::{self, KeygenArgs, read_skey, read_vkey};
 use axum::Router;
@@ -22,6 +30,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use clearcount_protocol::tlog::Checkpoint;
 use clearcount_protocol::tlog::note::KeyType;
 use clearcount_protocol::tlog::witness::{AddCheckpoint, Witness, WitnessDir};
 use std::collections::HashMap;
@@ -61,6 +70,11 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:7380")]
     addr: SocketAddr,
+    /// Seconds between re-cosignings of each log's stored checkpoint (an
+    /// unchanged checkpoint asked for again gets the latest of them; 0:
+    /// cosign at every request).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    recosign_every: u64,
 }
 
 /// Runs a `witness` subcommand.
@@ -77,6 +91,19 @@ struct Shared {
     dir: WitnessDir,
     locks: HashMap<String, Mutex<()>>,
     about: String,
+    /// The latest cosignature of each log's stored checkpoint, made on the
+    /// schedule (or at the last request): (checkpoint, line, time).
+    fresh: Mutex<HashMap<String, Fresh>>,
+    /// Seconds between re-cosignings (0: none).
+    every: u64,
+}
+
+/// A recent cosignature of a stored checkpoint.
+#[derive(Clone)]
+struct Fresh {
+    checkpoint: Checkpoint,
+    line: String,
+    at: u64,
 }
 
 /// An answer: status, content type, body.
@@ -126,6 +153,12 @@ impl Shared {
             .add_checkpoint(stored.as_ref(), &request, now())
         {
             Ok(cosigned) => {
+                // The same checkpoint again: the cosignature of the
+                // schedule, if it is recent enough.
+                let unchanged = stored.as_ref() == Some(&cosigned.latest);
+                if unchanged && let Some(f) = self.recent(&origin, &cosigned.latest) {
+                    return (StatusCode::OK, TEXT, f);
+                }
                 // Stored before answering: a crash after this answer
                 // cannot make the witness forget what it cosigned.
                 if let Err(e) = self.dir.store(&cosigned.latest) {
@@ -136,6 +169,7 @@ impl Shared {
                     cosigned.latest.size,
                     stored.map_or(0, |s| s.size)
                 );
+                self.remember(&origin, &cosigned.latest, &cosigned.response, now());
                 (StatusCode::OK, TEXT, cosigned.response)
             }
             Err(e) => {
@@ -148,6 +182,52 @@ impl Shared {
                     TEXT
                 };
                 (status, kind, e.body())
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The cosignature made on the schedule for this stored checkpoint, if
+    /// it is younger than the schedule's period.
+    fn recent(&self, origin: &str, checkpoint: &Checkpoint) -> Option<String> {
+        let fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        let f = fresh.get(origin)?;
+        (self.every > 0 && f.checkpoint == *checkpoint && now().saturating_sub(f.at) < self.every)
+            .then(|| f.line.clone())
+    }
+
+    fn remember(&self, origin: &str, checkpoint: &Checkpoint, line: &str, at: u64) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        fresh.insert(
+            origin.to_string(),
+            Fresh {
+                checkpoint: checkpoint.clone(),
+                line: line.to_string(),
+                at,
+            },
+        );
+    }
+
+    /// Cosigns again the stored checkpoint of every log (the schedule).
+    fn recosign_all(&self) {
+        for (origin, lock) in &self.locks {
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let stored = match self.dir.latest(origin) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    eprintln!("clearcount witness: {e}");
+                    continue;
+                }
+            };
+            let t = now();
+            match self.witness.recosign(&stored, t) {
+                Ok(line) => {
+                    self.remember(origin, &stored, &line, t);
+                    println!("re-cosigned {origin} size {} (on schedule)", stored.size);
+                }
+                Err(e) => eprintln!("clearcount witness: {e}"),
             }
         }
     }
@@ -237,6 +317,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         witness,
         dir,
         about,
+        fresh: Mutex::new(HashMap::new()),
+        every: args.recosign_every,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -256,6 +338,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             shared.locks.len(),
             args.state.display()
         );
+        if shared.every > 0 {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(s.every));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let s = s.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.recosign_all()).await;
+                }
+            });
+        }
         axum::serve(listener, router(shared))
             .with_graceful_shutdown(clearcount_server::shutdown_signal())
             .await

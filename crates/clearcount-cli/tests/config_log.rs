@@ -187,6 +187,8 @@ fn client_check(log: &Path, policy: &Policy) -> Result<u64, Refusal> {
 /// `clearcount witness serve` on 127.0.0.1, killed on drop.
 struct WitnessProc {
     url: String,
+    /// The lines it printed after its first.
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _child: KillOnDrop,
 }
 
@@ -203,8 +205,18 @@ fn witness_cmd(skey: &Path, log_vkeys: &[&Path], state: &Path) -> Command {
 }
 
 fn start_witness(skey: &Path, log_vkeys: &[&Path], state: &Path) -> WitnessProc {
+    start_witness_with(skey, log_vkeys, state, &[])
+}
+
+fn start_witness_with(
+    skey: &Path,
+    log_vkeys: &[&Path],
+    state: &Path,
+    more: &[&str],
+) -> WitnessProc {
     let mut child = KillOnDrop(
         witness_cmd(skey, log_vkeys, state)
+            .args(more)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -213,12 +225,16 @@ fn start_witness(skey: &Path, log_vkeys: &[&Path], state: &Path) -> WitnessProc 
     );
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = said.clone();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         if let Some(Ok(line)) = lines.next() {
             let _ = tx.send(line);
         }
-        for _ in lines {} // keep the pipe drained
+        for l in lines.map_while(Result::ok) {
+            keep.lock().unwrap().push(l);
+        }
     });
     let line = rx
         .recv_timeout(Duration::from_secs(60))
@@ -231,8 +247,66 @@ fn start_witness(skey: &Path, log_vkeys: &[&Path], state: &Path) -> WitnessProc 
         .to_owned();
     WitnessProc {
         url: format!("http://{addr}"),
+        said,
         _child: child,
     }
+}
+
+/// `clearcount serve` of the maintainer's config and log on 127.0.0.1,
+/// with `more` flags; its URL. Killed on drop.
+fn start_server(m: &Maintainer, log: &Path, more: &[&str]) -> (String, KillOnDrop) {
+    let mut child = KillOnDrop(
+        clearcount()
+            .args(["serve", "--addr", "127.0.0.1:0", "--merge-interval", "3600"])
+            .arg("--data")
+            .arg(m.path("data"))
+            .arg("--config")
+            .arg(m.path("config.toml"))
+            .arg("--public-key")
+            .arg(m.path("minisign.pub"))
+            .arg("--log")
+            .arg(log)
+            .args(more)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start clearcount serve"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("clearcount serve did not print its address");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (format!("http://{addr}"), child)
+}
+
+/// GET over loopback: status and body.
+fn get(url: &str) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build(),
+    );
+    let mut r = agent.get(url).call().expect("transport error");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 /// A minimal static file server for a directory, on 127.0.0.1: GET of a
@@ -637,6 +711,100 @@ fn audit_refuses_tampered_logs() {
     );
 }
 
+/// A log whose key signs whatever it is given: `entries`, and a checkpoint
+/// of `size` entries (the entries' root when `size` is their number, else
+/// any root) at `checkpoint` and `checkpoints/<size>`.
+fn hostile_log(m: &Maintainer, tag: &str, entries: &[Vec<u8>], size: u64) -> PathBuf {
+    use clearcount_protocol::tlog::checkpoint::Checkpoint;
+    use clearcount_protocol::tlog::note::Note;
+    let key = SignerKey::parse(&std::fs::read_to_string(m.path("log.skey")).unwrap()).unwrap();
+    let dir = m.path(tag);
+    std::fs::create_dir_all(dir.join("entries")).unwrap();
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    std::fs::write(dir.join("log.vkey"), format!("{}\n", key.verifier())).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        std::fs::write(dir.join(format!("entries/{i}")), e).unwrap();
+    }
+    let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let root = if size == leaves.len() as u64 {
+        merkle::root(&leaves)
+    } else {
+        [7; 32]
+    };
+    let mut note = Note::new(&Checkpoint::new(&m.origin, size, root).to_text()).unwrap();
+    note.add_signature(key.sign(&note.text).unwrap());
+    std::fs::write(dir.join("checkpoint"), note.to_text()).unwrap();
+    std::fs::write(dir.join(format!("checkpoints/{size}")), note.to_text()).unwrap();
+    dir
+}
+
+/// A hostile log (signed by its own key, so it passes every signature
+/// check): an entry 150,000 levels deep (as a dotted key, as a table
+/// header, as nested arrays), one of 60,000 keys, one of 5 MiB, and a
+/// checkpoint that claims five million entries. `config audit` refuses
+/// each with one line and exit status 1 — no crash (a stack overflow
+/// would end it with a signal), within 1 GiB of address space, over HTTP
+/// and from the directory.
+#[test]
+fn audit_refuses_a_hostile_log_in_bounded_memory() {
+    let m = Maintainer::new("hostile");
+    let deep = |open: &str, close: &str| -> Vec<u8> {
+        format!("a = {}{}\n", open.repeat(150_000), close.repeat(150_000)).into_bytes()
+    };
+    let mut keys = String::new();
+    for i in 0..60_000 {
+        keys.push_str(&format!("k{i} = {i}\n"));
+    }
+    let cases: Vec<(&str, Vec<Vec<u8>>, u64, &str)> = vec![
+        (
+            "dotted",
+            vec![format!("{} = 1\n", vec!["a"; 150_000].join(".")).into_bytes()],
+            1,
+            "entry 0 is not a valid config: entry 0:1: nested too deep",
+        ),
+        (
+            "header",
+            vec![format!("[{}]\n", vec!["a"; 150_000].join(".")).into_bytes()],
+            1,
+            "nested too deep",
+        ),
+        ("arrays", vec![deep("[", "]")], 1, "nested too deep"),
+        ("inline", vec![deep("{a=", "}")], 1, "nested too deep"),
+        (
+            "keys",
+            vec![keys.into_bytes()],
+            1,
+            "entry 0 is not a valid config: entry 0:1: unknown field `k0`",
+        ),
+        (
+            "huge",
+            vec![vec![b'#'; 5 << 20]],
+            1,
+            "entries/0 is larger than 1 MiB: refused",
+        ),
+        (
+            "count",
+            vec![config_text(2, "").into_bytes()],
+            5_000_000,
+            "covers 5000000 entries, more than the 100000 an audit reads: not a config log",
+        ),
+    ];
+    for (tag, entries, size, want) in cases {
+        let dir = hostile_log(&m, tag, &entries, size);
+        let url = serve_dir(dir.clone(), true);
+        for source in [url, dir.display().to_string()] {
+            // At most 1 GiB of address space: an auditor that held what a
+            // hostile log offers would fail here.
+            let mut c = Command::new("bash");
+            c.args(["-c", "ulimit -v 1048576 && exec \"$@\"", "bash"])
+                .arg(env!("CARGO_BIN_EXE_clearcount"))
+                .args(["config", "audit", &source]);
+            let err = run_err(&mut c);
+            assert!(err.contains(want), "{tag} from {source}: {err}");
+        }
+    }
+}
+
 #[test]
 fn audit_over_http() {
     let m = Maintainer::new("http");
@@ -894,6 +1062,25 @@ fn published_log_holds_the_published_config() {
         client_check(&log, &policy),
         Ok(loaded.versions()[loaded.versions().len() - 1])
     );
+    // The log has a witness, whose cosignature the policy requires (a
+    // checkpoint without it is refused).
+    assert!(!policy.witnesses().is_empty());
+    assert_eq!(policy.describe_quorum(), "a cosignature from witness w1");
+    let mut bare = dir.checkpoint().unwrap().unwrap();
+    bare.note.signatures.retain(|s| policy.log().matches(s));
+    assert!(matches!(
+        policy.verify(&bare, 0, None),
+        Err(Refusal::TooFewCosignatures { .. })
+    ));
+    // `minimum` is the latest checkpoint as the log signed it: what a
+    // release compiles in.
+    let minimum = std::fs::read_to_string(log.join(LogDir::MINIMUM)).unwrap();
+    assert_eq!(minimum, bare.to_text());
+    ClientPolicy::parse(
+        &std::fs::read_to_string(log.join("policy")).unwrap(),
+        &minimum,
+    )
+    .unwrap();
     // No secret key anywhere in config/.
     for (p, bytes) in snapshot(&root().join("config")) {
         let t = String::from_utf8_lossy(&bytes);
@@ -906,4 +1093,161 @@ fn published_log_holds_the_published_config() {
             p.display()
         );
     }
+}
+
+/// The cosignature times of `key` on a signed checkpoint's text.
+fn cosigned_at(text: &str, key: &VerifierKey) -> Vec<u64> {
+    SignedCheckpoint::parse(text)
+        .unwrap()
+        .note
+        .signatures
+        .iter()
+        .filter(|s| key.matches(s))
+        .filter_map(|s| s.timestamp())
+        .collect()
+}
+
+/// A witness key pair and a log whose policy requires it (at `url`).
+fn witnessed_log(m: &Maintainer, url: &str) -> (VerifierKey, Policy) {
+    let wkey = VerifierKey::parse(&std::fs::read_to_string(m.path("w1.vkey")).unwrap()).unwrap();
+    let text = format!("log {}\nwitness w1 {wkey} {url}\nquorum w1\n", m.vkey());
+    std::fs::write(m.path("policy"), &text).unwrap();
+    m.init(Some(&m.path("policy")));
+    (wkey, Policy::parse(&text).unwrap())
+}
+
+fn witness_keygen(m: &Maintainer) {
+    run_ok(
+        clearcount()
+            .args([
+                "witness",
+                "keygen",
+                "--name",
+                "witness.example/w1",
+                "--vkey",
+            ])
+            .arg(m.path("w1.vkey"))
+            .arg("--skey")
+            .arg(m.path("w1.skey")),
+    );
+}
+
+/// `witness serve --recosign-every`: on its schedule the witness cosigns
+/// again the checkpoint it stored (it says so), and an unchanged checkpoint
+/// asked for again within the period gets that cosignature, not a new one
+/// per request.
+#[test]
+fn a_witness_recosigns_on_its_schedule() {
+    let m = Maintainer::new("schedule");
+    witness_keygen(&m);
+    let state = m.path("witness-state");
+    let w = start_witness_with(
+        &m.path("w1.skey"),
+        &[&m.path("log.vkey")],
+        &state,
+        &["--recosign-every", "1"],
+    );
+    let (wkey, _) = witnessed_log(&m, &w.url);
+    run_ok(&mut m.publish_cmd(&m.log(), &config_text(1, ""), &["--witness", &w.url]));
+    let first = cosigned_at(
+        &std::fs::read_to_string(m.log().join("checkpoint")).unwrap(),
+        &wkey,
+    );
+    // The schedule runs without any request.
+    let origin = m.origin.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !w
+        .said
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains(&format!("re-cosigned {origin} size 1 (on schedule)")))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", w.said);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Asked again: the schedule's cosignature, later than the first.
+    run_ok(
+        clearcount()
+            .args(["config", "cosign", "--log"])
+            .arg(m.log()),
+    );
+    let again = cosigned_at(
+        &std::fs::read_to_string(m.log().join("checkpoint")).unwrap(),
+        &wkey,
+    );
+    assert_eq!(again.len(), 1, "one line per witness");
+    assert!(again[0] > first[0], "{again:?} after {first:?}");
+    // With a long period, two requests in a row get the same line.
+    drop(w);
+    let w = start_witness_with(
+        &m.path("w1.skey"),
+        &[&m.path("log.vkey")],
+        &state,
+        &["--recosign-every", "3600"],
+    );
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1100));
+        run_ok(
+            clearcount()
+                .args(["config", "cosign", "--log"])
+                .arg(m.log())
+                .args(["--witness", &w.url]),
+        );
+        lines.push(std::fs::read_to_string(m.log().join("checkpoint")).unwrap());
+    }
+    assert_eq!(lines[0], lines[1], "the scheduled cosignature, reused");
+}
+
+/// A quiet log stays fresh: `clearcount serve --recosign-every` asks the
+/// policy's witness for new cosignatures of the unchanged checkpoint and
+/// serves them. A client that refuses cosignatures older than the time
+/// between two of them accepts the served bundle, and refuses the bundle
+/// of the checkpoint as it was published.
+#[test]
+fn the_server_keeps_a_quiet_log_fresh() {
+    let m = Maintainer::new("fresh");
+    witness_keygen(&m);
+    let w = start_witness_with(
+        &m.path("w1.skey"),
+        &[&m.path("log.vkey")],
+        &m.path("witness-state"),
+        &["--recosign-every", "1"],
+    );
+    let (wkey, policy) = witnessed_log(&m, &w.url);
+    run_ok(&mut m.publish_cmd(&m.log(), &config_text(1, ""), &["--witness", &w.url]));
+    let published = m.path("as-published");
+    copy_dir(&m.log(), &published);
+    let t0 = cosigned_at(
+        &std::fs::read_to_string(m.log().join("checkpoint")).unwrap(),
+        &wkey,
+    )[0];
+    let (base, _server) = start_server(&m, &m.log(), &["--recosign-every", "1"]);
+    // The served checkpoint's cosignature moves on, with no new config.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (served, t1) = loop {
+        let (status, text) = get(&format!("{base}/log/checkpoint"));
+        assert_eq!(status, 200, "{text}");
+        let t = cosigned_at(&text, &wkey);
+        assert_eq!(t.len(), 1, "{text}");
+        if t[0] > t0 {
+            break (text, t[0]);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refreshed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(SignedCheckpoint::parse(&served).unwrap().checkpoint.size, 1);
+    // A client that allows cosignatures up to (t1 - t0 - 1) s old, at t1.
+    let fresh_only = ClientPolicy::new(policy).with_max_age(t1 - t0 - 1);
+    let config = get(&format!("{base}/config.toml")).1;
+    let bundle = get(&format!("{base}/config.toml.proof")).1;
+    let ok = verify_config(&fresh_only, None, &config, &bundle, t1);
+    assert!(ok.is_ok(), "{ok:?}");
+    let old_bundle = LogDir::open(&published).unwrap().bundle(&[]).unwrap();
+    let r = verify_config(&fresh_only, None, &config, &old_bundle, t1).unwrap_err();
+    assert!(matches!(r, Refusal::Stale { size: 1, .. }), "{r}");
 }

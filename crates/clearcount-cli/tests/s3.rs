@@ -7,6 +7,9 @@
 //! - `clearcount merge` refuses a missing bucket with the reason;
 //! - one `clearcount serve --data s3://…` end to end (upload, dedup, merge,
 //!   pages, the static site);
+//! - `clearcount serve` says, in its log and on `/config`, whether its store
+//!   honours conditional writes (moto does; moto behind a proxy that drops
+//!   `If-Match` and `If-None-Match` does not);
 //! - two server processes on one bucket: a burst of uploads spread over both
 //!   (some sent to both at once), one killed with SIGKILL midway, then two
 //!   `clearcount merge` jobs at the same moment: every accepted report is in
@@ -18,6 +21,8 @@
 //! (`crates/clearcount-server/src/s3/moto_tests.rs`).
 
 mod common;
+#[path = "../../clearcount-server/src/s3/strip_proxy.rs"]
+mod strip_proxy;
 
 use common::moto::{Moto, agent};
 use common::{KillOnDrop, TempDir};
@@ -531,4 +536,63 @@ fn two_instances_one_killed_two_merges_every_accepted_report_once() {
     wait_ok(merge(&moto, data));
     assert_eq!(bucket.get(&key), before);
     let _ = std::io::stderr().flush();
+}
+
+/// `clearcount serve` probes its store when it starts and says, in its log
+/// and on `/config`, whether it honours conditional writes: moto does; moto
+/// behind a proxy that drops `If-Match` and `If-None-Match` (what Garage
+/// 2.5 does to them) does not.
+#[test]
+fn serve_says_whether_its_store_honours_conditional_writes() {
+    let moto = Moto::start();
+    moto.bucket("cond");
+    let proxy = strip_proxy::StripProxy::start(&moto.endpoint);
+    let dir = TempDir::new("cond");
+    let cfg = write_config(&dir);
+    for (endpoint, want) in [
+        (
+            moto.endpoint.clone(),
+            "conditional writes honoured (If-None-Match: *, If-Match)",
+        ),
+        (
+            proxy.endpoint.clone(),
+            "conditional writes NOT honoured (ignores If-None-Match: * and If-Match)",
+        ),
+    ] {
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_clearcount"))
+                .args(["serve", "--addr", "127.0.0.1:0", "--data", "s3://cond/p"])
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--public-key")
+                .arg(cfg.with_file_name("config.pub"))
+                .envs(moto.env())
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("cannot start clearcount serve"),
+        );
+        let stderr = child.0.stderr.take().unwrap();
+        let mut log = std::io::BufReader::new(stderr).lines();
+        let line = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("clearcount serve: store s3://cond/p: "))
+            .expect("the server says what its store honours");
+        assert!(line.contains(want), "{line}");
+        std::thread::spawn(move || for _ in log {});
+        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let first = out.next().unwrap().unwrap();
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap()
+            .to_owned();
+        let (status, page) = get(&format!("http://{addr}/config"));
+        assert_eq!(status, 200);
+        assert!(page.contains(want), "{page}");
+    }
 }

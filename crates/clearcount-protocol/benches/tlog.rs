@@ -10,12 +10,15 @@
 //! | `tlog/verify_config_2_of_3_witnesses` | the same with a quorum of 2 of 3 witnesses: 3 more Ed25519 verifications |
 //! | `tlog/config_parse_only` | `CollectionConfig::parse` of the same config: what the client already pays without the log |
 //! | `tlog/proofs_only` | the two Merkle proofs alone |
+//! | `linear/config_6000_counters`, `linear/config_60000_counters` | `CollectionConfig::parse` of a config of 6,000 and of 60,000 counters: ten times the text should take ten times as long (a quadratic reader takes a hundred) |
+//! | `linear/audit_500`, `linear/audit_5000` | `tlog::audit` of a log of 500 and of 5,000 versions with a checkpoint at every size: ten times the log, ten times the time |
 //!
 //! Run with `cargo bench -p clearcount-protocol --all-features --bench
 //! tlog`; `CLEARCOUNT_BENCH_QUICK=1` shortens every measurement. The bundle
 //! size is printed first.
 
 use clearcount_protocol::config::CollectionConfig;
+use clearcount_protocol::tlog::audit::audit;
 use clearcount_protocol::tlog::bundle::Bundle;
 use clearcount_protocol::tlog::client::{ClientPolicy, Kept, verify_config};
 use clearcount_protocol::tlog::log::Log;
@@ -155,6 +158,45 @@ fn main() {
             .unwrap();
         })
     });
+    g.finish();
+
+    // Linear time: the same work ten times over.
+    let counters = |n: usize| {
+        let mut t = String::from(
+            "version = 1\nsample_rate = 0.1\n[[program]]\nname = \"p\"\nversions = [\"*\"]\n",
+        );
+        for i in 0..n {
+            t.push_str(&format!(
+                "[[program.counter]]\nname = \"p/c{i}\"\nrate = 0.1\n"
+            ));
+        }
+        t
+    };
+    let logged = |n: u64| {
+        let mut log = Log::new("config.example.org/log");
+        let mut cps = Vec::new();
+        for v in 1..=n {
+            log.append(config(v).into_bytes()).unwrap();
+            cps.push(log.sign_checkpoint(&key).unwrap().to_text());
+        }
+        (log, cps)
+    };
+    let log_policy = Policy::new(key.verifier().clone(), vec![], 0).unwrap();
+    let mut g = c.benchmark_group("linear");
+    g.sample_size(10);
+    for n in [6_000, 60_000] {
+        let text = counters(n);
+        g.bench_function(format!("config_{n}_counters"), |bch| {
+            bch.iter(|| CollectionConfig::parse(black_box(&text), "c").unwrap())
+        });
+    }
+    for n in [500, 5_000] {
+        let (log, cps) = logged(n);
+        let refs: Vec<&str> = cps.iter().map(String::as_str).collect();
+        g.bench_function(format!("audit_{n}"), |bch| {
+            bch.iter(|| audit(&log_policy, black_box(log.entries()), &refs).unwrap())
+        });
+    }
     g.finish();
     c.final_summary();
 }

@@ -3,7 +3,7 @@
 //! program that counts carries a few kilobytes of JSON code, not a hundred).
 //!
 //! The reader takes RFC 8259 JSON only (no comments, no trailing commas, no
-//! trailing bytes, at most [`MAX_DEPTH`] levels), keeps object members in
+//! trailing bytes, fewer than [`MAX_DEPTH`] levels), keeps object members in
 //! order, and keeps numbers as their text so that each caller reads them
 //! as the type it expects. The writer writes compact or pretty (two-space)
 //! JSON; strings are escaped and numbers laid out as `serde_json` does, so
@@ -18,7 +18,8 @@
 
 use std::fmt::Write as _;
 
-/// Most nesting levels the reader accepts.
+/// Arrays and objects nest fewer than this many levels (127 at most, as
+/// `serde_json` reads them).
 pub const MAX_DEPTH: usize = 128;
 
 /// A JSON value. Object members keep their order (and duplicates: callers
@@ -194,7 +195,9 @@ impl Parser<'_> {
         }
     }
     fn value(&mut self, depth: usize) -> Result<Value, String> {
-        if depth >= MAX_DEPTH {
+        // As serde_json: the 128th array or object within others is
+        // refused (`depth` counts those around this value).
+        if depth + 1 >= MAX_DEPTH && matches!(self.peek(), Some(b'[' | b'{')) {
             return Err(self.err("nested too deep"));
         }
         match self.peek() {

@@ -23,6 +23,8 @@ pub mod name;
 
 #[cfg(feature = "report")]
 pub mod json;
+#[cfg(all(test, feature = "report"))]
+mod json_props;
 
 #[cfg(feature = "report")]
 pub mod report;

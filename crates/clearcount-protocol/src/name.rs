@@ -214,11 +214,12 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, NameError> {
         .ok_or_else(|| NameError::new(format!("bucket set {pattern:?} does not end with '}}'")))?;
     check_base(base)?;
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for bucket in inner.split(',') {
         let bucket = bucket.trim();
         let name = format!("{base}:{bucket}");
         check(&name)?;
-        if out.contains(&name) {
+        if !seen.insert(name.clone()) {
             return Err(NameError::new(format!(
                 "bucket set {pattern:?} lists {bucket:?} twice"
             )));

@@ -148,9 +148,21 @@ fn a_client_accepts_the_latest_config_and_follows_the_log() {
     let s6 = l.sign_checkpoint(&log_key()).unwrap();
     let k6 = accept(&p, Some(&kept), &serve(&l, &s6, &[5]), T0);
     assert_eq!((k6.version, k6.checkpoint.size), (6, 6));
+    // The URL names the log by its key ID (for a server serving two logs
+    // during a key rotation), then the sizes.
     assert_eq!(
         p.proof_url("https://t.example.org/config.toml", Some(&k6)),
-        "https://t.example.org/config.toml.proof?old=6"
+        format!(
+            "https://t.example.org/config.toml.proof?log={:08x}&old=6",
+            log_key().verifier().id()
+        )
+    );
+    assert_eq!(
+        p.proof_url("https://t.example.org/config.toml", None),
+        format!(
+            "https://t.example.org/config.toml.proof?log={:08x}",
+            log_key().verifier().id()
+        )
     );
 }
 

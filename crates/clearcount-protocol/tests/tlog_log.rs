@@ -5,10 +5,11 @@
 #![cfg(feature = "tlog-sign")]
 
 use clearcount_protocol::tlog::audit::audit;
+use clearcount_protocol::tlog::checkpoint::Checkpoint;
 use clearcount_protocol::tlog::client::{ClientPolicy, verify_config};
 use clearcount_protocol::tlog::log::{Log, LogDir, LogError};
 use clearcount_protocol::tlog::merkle;
-use clearcount_protocol::tlog::note::{KeyType, SignerKey};
+use clearcount_protocol::tlog::note::{KeyType, Note, SignerKey};
 use clearcount_protocol::tlog::policy::Policy;
 use clearcount_protocol::tlog::witness::{AddCheckpoint, Witness, WitnessDir};
 use std::path::PathBuf;
@@ -160,6 +161,16 @@ fn a_witness_keeps_one_checkpoint_per_log_in_a_directory() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A checkpoint over any entries (no version rule), signed with `key`: what
+/// a misbehaving log holder can make.
+fn sign_any(key: &SignerKey, entries: &[Vec<u8>]) -> String {
+    let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let c = Checkpoint::new(ORIGIN, leaves.len() as u64, merkle::root(&leaves));
+    let mut note = Note::new(&c.to_text()).unwrap();
+    note.add_signature(key.sign(&note.text).unwrap());
+    note.to_text()
+}
+
 #[test]
 fn audit_recomputes_the_history_and_catches_tampering() {
     let key = log_key();
@@ -212,10 +223,25 @@ fn audit_recomputes_the_history_and_catches_tampering() {
         &with_branch,
         "history was rewritten or the log shows two histories",
     );
-    // Versions not increasing.
+    // Versions not increasing, in a history the log key signed (entries
+    // are read as configs only once a signed root covers them: unsigned
+    // swapped entries fail the root check above first).
     let mut down = l.entries().to_vec();
     down.swap(2, 3);
-    fails(&down, &refs, "versions must increase");
+    fails(&down, &refs, "history was rewritten");
+    let signed_down = sign_any(&key, &down);
+    fails(&down, &[&signed_down], "versions must increase");
+    // Hostile entries the log key signed: too deep, too large, too many.
+    let deep = format!("{} = 1\n", vec!["a"; 150_000].join("."));
+    let deep_header = format!("[{}]\n", vec!["a"; 150_000].join("."));
+    for hostile in [deep, deep_header] {
+        let e = vec![hostile.into_bytes()];
+        fails(&e, &[&sign_any(&key, &e)], "nested too deep");
+    }
+    let huge = vec![vec![b'#'; (1 << 20) + 1]];
+    fails(&huge, &[&sign_any(&key, &huge)], "more than the 1 MiB");
+    let many = vec![config(1); 100_001];
+    fails(&many, &[], "more than 100000 entries");
     // A checkpoint signed by another key.
     let impostor = SignerKey::from_seed(ORIGIN, KeyType::Ed25519, [5; 32]).unwrap();
     let forged = l.sign_checkpoint(&impostor).unwrap().to_text();

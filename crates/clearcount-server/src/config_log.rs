@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `GET /config.toml.proof` | the tlog-proof of the config (its inclusion proof and the signed checkpoint) |
 //! | `GET /config.toml.proof?old=N&old=M` | one consistency section per size, then the tlog-proof |
+//! | `GET /config.toml.proof?log=<key ID>&old=N` | the same from the log of that key, when the server serves the config from two logs (a key rotation: `--also-log`) |
 //! | `GET /config.toml.tlog-proof` | the tlog-proof alone |
 //! | `GET /log/log.vkey`, `/log/policy`, `/log/checkpoint` | the log directory's files |
 //! | `GET /log/checkpoints` | the sizes of the published checkpoints, one a line |
@@ -37,7 +38,7 @@ use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use clearcount_protocol::tlog::audit::{self, AuditedCheckpoint, HistoryEntry};
-use clearcount_protocol::tlog::bundle::{MAX_SECTIONS, parse_proof_query};
+use clearcount_protocol::tlog::bundle::{MAX_SECTIONS, parse_proof_log, parse_proof_query};
 use clearcount_protocol::tlog::log::{Log, LogDir};
 use clearcount_protocol::tlog::{Policy, Refusal, SignedCheckpoint, VerifierKey, base64_encode};
 use std::collections::BTreeMap;
@@ -572,6 +573,17 @@ fn served(state: &AppState) -> Option<Arc<ServedLog>> {
     state.current_config().and_then(|c| c.log.clone())
 }
 
+/// The log a proof request names by its key ID (`log=1a2b3c4d`), among the
+/// ones served; the main log when it names none of them (a client of
+/// another log then refuses the answer: the wrong log).
+fn served_for(state: &AppState, query: Option<&str>) -> Option<Arc<ServedLog>> {
+    let c = state.current_config()?;
+    let wanted = query.and_then(parse_proof_log);
+    wanted
+        .and_then(|id| c.also_logs.iter().find(|l| l.vkey.id() == id).cloned())
+        .or_else(|| c.log.clone())
+}
+
 fn no_log() -> Response {
     plain(
         StatusCode::NOT_FOUND,
@@ -584,7 +596,7 @@ pub(crate) async fn config_proof(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(log) = served(&state) else {
+    let Some(log) = served_for(&state, query.as_deref()) else {
         return no_log();
     };
     match log.bundle(query.as_deref()) {

@@ -31,12 +31,17 @@
 //!    lives in memory only, and security headers on every response.
 //!
 //!    Who runs what: every connection is an async task on the runtime's
-//!    worker threads, and none blocks one. The blocking pool only runs
-//!    short file operations (a report written, a listing, one 16 KiB read of
-//!    an archive file when its client can take it), so a slow client holds
-//!    a connection slot and a buffer, never a thread. Merges and page builds
-//!    run on threads of their own at a lower priority (nice 10), so they
-//!    neither share a pool with ingest nor take its processors.
+//!    worker threads. A report is written to the directory store on the
+//!    worker that received it: a handful of system calls on a local
+//!    directory, no `fsync`, cheaper than a hop to another thread and back
+//!    (which cost more processor time than the write, in wakeups and
+//!    switches). The blocking pool runs the other short file operations (a
+//!    listing, one 16 KiB read of an archive file when its client can take
+//!    it), so a slow client holds a connection slot and a buffer, never a
+//!    thread, and the kernel holds at most 16 KiB it has not sent for it
+//!    (see `listen.rs`). Merges and page builds run on threads of their
+//!    own at a lower priority (nice 10), so they neither share a pool with
+//!    ingest nor take its processors.
 //! 1. **Ingest** (`ingest.rs`). A body over 64 KiB is refused (413). The
 //!    report is parsed strictly: unknown fields, wrong types, a bad week, X
 //!    out of `[0, 1)`, negative counts or a bad counter name are refused with
@@ -192,6 +197,12 @@ pub struct ServerOptions {
     /// config must be its last entry, under a checkpoint signed by its key.
     /// Default: `log/` beside the config, if it exists ([`ServerOptions::log_dir`]).
     pub log: Option<PathBuf>,
+    /// More config logs the config must also be the last entry of, during
+    /// a key rotation (`counters-spec/config-log.md` §13): a proof request
+    /// that names one of their keys (`?log=<key ID>`) is answered from it,
+    /// any other from [`ServerOptions::log`], whose copy the store and the
+    /// auditor's endpoints (`/log/`) publish.
+    pub also_logs: Vec<PathBuf>,
     /// A directory of declared-counter files (`<program>.toml`), shown on
     /// `/counters`.
     pub counters: Option<PathBuf>,
@@ -216,6 +227,7 @@ impl Default for ServerOptions {
             config: None,
             public_key: None,
             log: None,
+            also_logs: Vec::new(),
             counters: None,
             min_reports: 10,
             merge_interval: Duration::from_secs(60),
@@ -252,6 +264,9 @@ pub struct LoadedConfig {
     /// the live server; in the static site, when the store's copy of the
     /// log verifies).
     pub(crate) log: Option<Arc<config_log::ServedLog>>,
+    /// The other logs it is the last entry of ([`ServerOptions::also_logs`]),
+    /// verified.
+    pub(crate) also_logs: Vec<Arc<config_log::ServedLog>>,
 }
 
 /// State shared by every request handler.
@@ -328,7 +343,18 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// must pass an audit (`counters-spec/config-log.md` §10). Every refusal is
 /// one line.
 pub fn load_config(path: &Path, public_key: &str, log: &Path) -> Result<LoadedConfig, String> {
-    load_config_lines(path, public_key, log).map_err(|e| {
+    load_config_with(path, public_key, log, &[])
+}
+
+/// [`load_config`], the config also the last entry of each of the logs in
+/// `also` (verified the same way): a key rotation's other log.
+pub fn load_config_with(
+    path: &Path,
+    public_key: &str,
+    log: &Path,
+    also: &[PathBuf],
+) -> Result<LoadedConfig, String> {
+    load_config_lines(path, public_key, log, also).map_err(|e| {
         e.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -337,7 +363,12 @@ pub fn load_config(path: &Path, public_key: &str, log: &Path) -> Result<LoadedCo
     })
 }
 
-fn load_config_lines(path: &Path, public_key: &str, log: &Path) -> Result<LoadedConfig, String> {
+fn load_config_lines(
+    path: &Path,
+    public_key: &str,
+    log: &Path,
+    also: &[PathBuf],
+) -> Result<LoadedConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let sig_path = sig_path(path);
@@ -356,11 +387,29 @@ fn load_config_lines(path: &Path, public_key: &str, log: &Path) -> Result<Loaded
     let files = config_log::LogFiles::read_dir(log)?;
     let served = config_log::ServedLog::verify(files, text.as_bytes(), &log.display().to_string())
         .map_err(|e| format!("{source}: {e}"))?;
+    let mut also_logs: Vec<Arc<config_log::ServedLog>> = Vec::new();
+    for dir in also {
+        let files = config_log::LogFiles::read_dir(dir)?;
+        let other =
+            config_log::ServedLog::verify(files, text.as_bytes(), &dir.display().to_string())
+                .map_err(|e| format!("{source}: {e}"))?;
+        if other.vkey.id() == served.vkey.id()
+            || also_logs.iter().any(|l| l.vkey.id() == other.vkey.id())
+        {
+            return Err(format!(
+                "{}: its key ID {:08x} is another log's: a proof request could not choose between them",
+                dir.display(),
+                other.vkey.id()
+            ));
+        }
+        also_logs.push(Arc::new(other));
+    }
     Ok(LoadedConfig {
         config,
         text,
         signature: Some(signature),
         log: Some(Arc::new(served)),
+        also_logs,
     })
 }
 
@@ -372,8 +421,14 @@ fn may_replace(old: &LoadedConfig, new: &LoadedConfig) -> Result<bool, String> {
     let (Some(old_log), Some(new_log)) = (&old.log, &new.log) else {
         return Ok(true);
     };
+    let same_also = new.also_logs.len() == old.also_logs.len()
+        && new
+            .also_logs
+            .iter()
+            .zip(&old.also_logs)
+            .all(|(n, o)| n.same_as(o));
     if new.text == old.text {
-        if new_log.same_as(old_log) {
+        if new_log.same_as(old_log) && same_also {
             return Ok(false);
         }
     } else if new.config.version <= old.config.version {
@@ -383,6 +438,11 @@ fn may_replace(old: &LoadedConfig, new: &LoadedConfig) -> Result<bool, String> {
         ));
     }
     new_log.extends(old_log)?;
+    for n in &new.also_logs {
+        if let Some(o) = old.also_logs.iter().find(|o| o.vkey == n.vkey) {
+            n.extends(o)?;
+        }
+    }
     Ok(true)
 }
 
@@ -440,11 +500,13 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// What the config watcher looks at: the config, its signature, and the
-/// log's files that change when a config is published or cosigned.
-fn config_stamps(config: &Path, log: &Path) -> Vec<Option<(SystemTime, u64)>> {
+/// logs' files that change when a config is published or cosigned.
+fn config_stamps(config: &Path, logs: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
     let mut v = vec![file_stamp(config), file_stamp(&sig_path(config))];
-    for f in [LogDir::CHECKPOINT, LogDir::VKEY, LogDir::POLICY] {
-        v.push(file_stamp(&log.join(f)));
+    for log in logs {
+        for f in [LogDir::CHECKPOINT, LogDir::VKEY, LogDir::POLICY] {
+            v.push(file_stamp(&log.join(f)));
+        }
     }
     v
 }
@@ -455,13 +517,14 @@ fn config_stamps(config: &Path, log: &Path) -> Vec<Option<(SystemTime, u64)>> {
 /// same config under a log state that changed, such as new cosignatures)
 /// and its log extends the one served. Otherwise the config in force stays,
 /// and one line says why.
-async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf) {
-    let mut seen = config_stamps(&path, &log);
+async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf, also: Vec<PathBuf>) {
+    let logs: Vec<PathBuf> = std::iter::once(log.clone()).chain(also.clone()).collect();
+    let mut seen = config_stamps(&path, &logs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (p, l) = (path.clone(), log.clone());
+        let (p, l) = (path.clone(), logs.clone());
         let Ok(stamp) = tokio::task::spawn_blocking(move || config_stamps(&p, &l)).await else {
             continue;
         };
@@ -469,9 +532,9 @@ async fn watch_config(state: Arc<AppState>, path: PathBuf, log: PathBuf) {
             continue;
         }
         seen = stamp;
-        let (p, l) = (path.clone(), log.clone());
+        let (p, l, a) = (path.clone(), log.clone(), also.clone());
         let pk = state.public_key.clone().unwrap_or_default();
-        let loaded = tokio::task::spawn_blocking(move || load_config(&p, &pk, &l)).await;
+        let loaded = tokio::task::spawn_blocking(move || load_config_with(&p, &pk, &l, &a)).await;
         let Some(old) = state.current_config() else {
             continue;
         };
@@ -577,6 +640,15 @@ async fn merge_weeks(state: &AppState, weeks: Vec<String>) -> std::io::Result<()
     for w in &done {
         state.metrics.archive_week(&w.week, w.merged.reports);
     }
+    // On a store that ignores conditional writes: a week whose listing
+    // moved after its write is merged again at the next merge.
+    if let Ok(mut d) = state.dirty.lock() {
+        d.extend(
+            done.iter()
+                .filter(|w| w.merged.unsettled > 0)
+                .map(|w| w.week.clone()),
+        );
+    }
     if let Ok(listing) = state.store.list("archive/").await {
         state.metrics.archive_listing(&listing);
     }
@@ -627,6 +699,15 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Raises this process's soft limit of open files to its hard limit (as
+/// Go's runtime does for every program): each connection holds a
+/// descriptor, and a soft limit of 1,024, still a common default, is below
+/// the connection cap. Where it cannot be raised, the cap still holds:
+/// connections past the limit are refused, never a crash.
+pub fn raise_open_file_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
 /// Runs the server until `shutdown` completes, then finishes the requests in
 /// flight. Sends the bound address on `ready` once listening (use port 0 to
 /// get a free port).
@@ -647,6 +728,7 @@ pub(crate) async fn serve_store(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    raise_open_file_limit();
     let public_key = match &opts.public_key {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -669,8 +751,8 @@ pub(crate) async fn serve_store(
                     path.display()
                 ));
             };
-            let p = path.clone();
-            let cfg = tokio::task::spawn_blocking(move || load_config(&p, &pk, &log))
+            let (p, also) = (path.clone(), opts.also_logs.clone());
+            let cfg = tokio::task::spawn_blocking(move || load_config_with(&p, &pk, &log, &also))
                 .await
                 .map_err(|e| format!("loading the config failed: {e}"))??;
             record_config(&*store, &cfg, public_key.as_deref())
@@ -685,6 +767,16 @@ pub(crate) async fn serve_store(
                     l.cosigned()
                 );
             }
+            for (l, dir) in cfg.also_logs.iter().zip(&opts.also_logs) {
+                eprintln!(
+                    "clearcount serve: also entry {} of the config log in {} (key ID {:08x}, for releases that trust {}; {})",
+                    l.size() - 1,
+                    dir.display(),
+                    l.vkey.id(),
+                    l.vkey.name(),
+                    l.cosigned()
+                );
+            }
             Some(Arc::new(cfg))
         }
         None => {
@@ -692,6 +784,12 @@ pub(crate) async fn serve_store(
             None
         }
     };
+    // (Said once the config is in force: a refusal stays one line.)
+    eprintln!(
+        "clearcount serve: store {}: {}",
+        store.describe(),
+        store.conditional_writes().describe()
+    );
     let client_ip_header = match &opts.limits.client_ip_header {
         Some(h) => Some(
             axum::http::HeaderName::try_from(h.trim())
@@ -743,7 +841,12 @@ pub(crate) async fn serve_store(
         )));
     }
     if let (Some(path), Some(log)) = (opts.config.clone(), log_dir) {
-        tasks.push(tokio::spawn(watch_config(state.clone(), path, log)));
+        tasks.push(tokio::spawn(watch_config(
+            state.clone(),
+            path,
+            log,
+            opts.also_logs.clone(),
+        )));
     }
     tasks.push(tokio::spawn(merge_loop(state.clone(), opts.merge_interval)));
     tasks.push(tokio::spawn(pages::keep_pages(state.clone())));

@@ -8,7 +8,9 @@
 //! - a client has [`Limits::header_timeout`] to send a request's headers,
 //!   and a kept-alive connection closes after as long idle (slowloris);
 //! - a response the client does not read for [`Limits::write_timeout`]
-//!   ends the connection ([`Stall`]);
+//!   ends the connection ([`Stall`]); the kernel queues at most
+//!   [`UNSENT_MAX`] unsent bytes for a connection (Linux), so a client that
+//!   does not read costs a few KiB, not a whole file in kernel memory;
 //! - each request carries the connection's address as a [`Peer`] extension,
 //!   for the rate limiter; it is never logged (nothing here logs a
 //!   connection).
@@ -33,6 +35,16 @@ use tokio::sync::Semaphore;
 
 /// Connections over the cap being answered `503` at once.
 pub(crate) const OVERFLOW: usize = 256;
+
+/// The most bytes a connection's socket holds unsent (`TCP_NOTSENT_LOWAT`,
+/// Linux): a write waits once that many are queued. Without it the kernel
+/// grows a socket's send buffer to megabytes, and a client that asks for
+/// an archive file and never reads has the server read the whole file and
+/// queue it in kernel memory (1,600 such clients: gigabytes, and the
+/// processor time to read and copy them). It caps only what is not sent
+/// yet, so it does not slow a client that reads, however far away.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNSENT_MAX: u32 = 16 * 1024;
 
 /// How long a stopping server waits for the requests in flight.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(10);
@@ -117,6 +129,8 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_MAX);
         let Ok(permit) = conns.clone().try_acquire_owned() else {
             let answered = overflow.clone().try_acquire_owned();
             metrics.connection_refused(answered.is_ok());
@@ -291,22 +305,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stall<T> {
 mod tests {
     use super::*;
 
-    /// A write the peer never takes fails after the timeout; one it takes
-    /// goes through.
+    /// A write the peer never takes fails after the timeout, not before
+    /// (on tokio's paused clock: no real time passes); one it takes goes
+    /// through.
     #[test]
     fn a_stalled_write_times_out() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .unwrap();
         rt.block_on(async {
             let (a, mut b) = tokio::io::duplex(1024);
             let mut s = Stall::new(a, Duration::from_millis(200));
             s.write_all(&[1u8; 1024]).await.unwrap();
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let e = s.write_all(&[2u8; 10]).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-            assert!(started.elapsed() >= Duration::from_millis(190));
+            assert_eq!(started.elapsed(), Duration::from_millis(200));
             let mut got = vec![0u8; 1024];
             b.read_exact(&mut got).await.unwrap();
             s.write_all(&[3u8; 10]).await.unwrap();

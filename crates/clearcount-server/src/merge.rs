@@ -23,6 +23,22 @@
 //! before it: it holds no report the new archive lacks. So however merges
 //! interleave, no merge replaces a newer archive.
 //!
+//! # On a store that ignores conditional writes
+//!
+//! Some S3 stores answer 200 to a write whatever its condition
+//! ([`Store::conditional_writes`], probed when the store is opened). There
+//! the store checks the archive's version just before writing, which
+//! narrows the race to the moment between that check and the write; what
+//! is left is caught after the fact: a merge that wrote an archive lists
+//! the week again, and if the listing holds more reports than it wrote (a
+//! report accepted meanwhile, or one a racing merge had put in the archive
+//! this write replaced), it merges again, at most [`EXTRA_ROUNDS`] more
+//! times; a week whose listing still moved is reported
+//! ([`MergeStats::unsettled`], [`merge_weeks_unsettled`]) and the server
+//! merges it again at its next merge. A report a racing merge lost is thus
+//! back in the archive within one merge interval: the merge that lost it
+//! sees it in its own listing after its write.
+//!
 //! Merges run on a thread of their own at a lower priority than the
 //! server's (see [`crate::background`]).
 
@@ -37,6 +53,10 @@ use store::{Expect, Replaced};
 /// Times a merge of one week reads, lists and commits before it gives up
 /// (each conflict means another merge committed meanwhile).
 pub const MAX_ATTEMPTS: u32 = 8;
+
+/// On a store that ignores conditional writes: merges of one week made
+/// again at once when the listing moved after a write.
+pub const EXTRA_ROUNDS: u32 = 2;
 
 /// Archive files committed by this process, by any merge: the live pages
 /// of every server in the process rebuild when it moves (see
@@ -87,6 +107,10 @@ pub struct MergeStats {
     pub skipped: u64,
     /// Attempts started over because another merge committed first.
     pub retries: u64,
+    /// On a store that ignores conditional writes: weeks whose listing
+    /// still held more reports than the archive written, after the extra
+    /// rounds (to merge again at the next merge).
+    pub unsettled: u64,
 }
 
 impl std::ops::AddAssign for MergeStats {
@@ -95,6 +119,7 @@ impl std::ops::AddAssign for MergeStats {
         self.reports += o.reports;
         self.skipped += o.skipped;
         self.retries += o.retries;
+        self.unsettled += o.unsettled;
     }
 }
 
@@ -154,6 +179,8 @@ fn merge_week_blocking(
 ) -> io::Result<MergeStats> {
     let key = store::archive_key(week);
     let mut retries = 0;
+    let verify = !store.conditional_writes().honoured();
+    let mut rounds = 0;
     for attempt in 0..MAX_ATTEMPTS {
         watch.before(week, attempt, Step::Read);
         let read = rt.block_on(store.version(&key))?;
@@ -169,6 +196,15 @@ fn merge_week_blocking(
                 ARCHIVE_COMMITS.fetch_add(1, Ordering::SeqCst);
                 ARCHIVE_CHANGED.notify_waiters();
                 stats.retries = retries;
+                // A store that ignores conditions may have let this write
+                // replace a newer archive: list again.
+                if verify && count_reports(rt, store, week)? > stats.reports + stats.skipped {
+                    if rounds < EXTRA_ROUNDS {
+                        rounds += 1;
+                        continue;
+                    }
+                    stats.unsettled = 1;
+                }
                 return Ok(stats);
             }
             Ok(Replaced::Conflict) => {
@@ -191,6 +227,26 @@ fn merge_week_blocking(
     Err(io::Error::other(format!(
         "merge of {week}: other merges committed first {MAX_ATTEMPTS} times in a row"
     )))
+}
+
+/// The report objects of a week, counted from a listing (after a merge's
+/// write, on a store that ignores conditional writes).
+fn count_reports(
+    rt: &tokio::runtime::Handle,
+    store: &Arc<dyn Store>,
+    week: &str,
+) -> io::Result<u64> {
+    let shards = rt.block_on(store.list(&format!("reports/{week}/")))?;
+    let mut n = 0;
+    for shard in &shards.dirs {
+        let listing = rt.block_on(store.list(shard))?;
+        n += listing
+            .objects
+            .iter()
+            .filter(|o| o.key.ends_with(".json"))
+            .count() as u64;
+    }
+    Ok(n)
 }
 
 /// Shard listings a merge keeps under way ahead of the shard it reads: a
@@ -262,17 +318,41 @@ fn list_into_scratch(
 
 /// Rebuilds the archive of the given weeks.
 pub async fn merge_weeks(store: Arc<dyn Store>, weeks: Vec<String>) -> io::Result<MergeStats> {
+    Ok(merge_weeks_unsettled(store, weeks).await?.0)
+}
+
+/// [`merge_weeks`], and the weeks left unsettled (on a store that ignores
+/// conditional writes: the listing moved after the last write; merge them
+/// again at the next merge).
+pub async fn merge_weeks_unsettled(
+    store: Arc<dyn Store>,
+    weeks: Vec<String>,
+) -> io::Result<(MergeStats, Vec<String>)> {
     let mut total = MergeStats::default();
+    let mut unsettled = Vec::new();
     for w in weeks {
-        total += merge_week(store.clone(), w).await?;
+        let stats = merge_week(store.clone(), w.clone()).await?;
+        if stats.unsettled > 0 {
+            unsettled.push(w);
+        }
+        total += stats;
     }
-    Ok(total)
+    Ok((total, unsettled))
 }
 
 /// Rebuilds the archive of every week that has reports.
 pub async fn merge_all(store: Arc<dyn Store>) -> io::Result<MergeStats> {
     let weeks = report_weeks(&*store).await?;
-    merge_weeks(store, weeks).await
+    let (mut stats, unsettled) = merge_weeks_unsettled(store.clone(), weeks).await?;
+    // A one-shot merge (`clearcount merge`) has no next interval: the
+    // weeks that moved are merged once more now.
+    if !unsettled.is_empty() {
+        stats.unsettled = 0;
+        let again = merge_weeks(store, unsettled).await?;
+        stats.retries += again.retries;
+        stats.unsettled = again.unsettled;
+    }
+    Ok(stats)
 }
 
 /// The weeks the server merges when it starts: those that can still
@@ -322,7 +402,23 @@ pub fn merge_blocking(data: &str, min_reports: u64) -> Result<MergeStats, String
     let stats = rt
         .block_on(async {
             let weeks = report_weeks(&*store).await?;
-            super::tables::merge_and_tabulate(store.clone(), weeks, min_reports).await
+            let mut done =
+                super::tables::merge_and_tabulate(store.clone(), weeks, min_reports).await?;
+            // On a store that ignores conditional writes, a week whose
+            // listing moved after its write is merged once more now (a
+            // one-shot merge has no next interval).
+            let moved: Vec<String> = done
+                .iter()
+                .filter(|w| w.merged.unsettled > 0)
+                .map(|w| w.week.clone())
+                .collect();
+            if !moved.is_empty() {
+                done.retain(|w| w.merged.unsettled == 0);
+                done.extend(
+                    super::tables::merge_and_tabulate(store.clone(), moved, min_reports).await?,
+                );
+            }
+            Ok::<_, io::Error>(done)
         })
         .map_err(|e| format!("merge failed: {e}"))?
         .into_iter()

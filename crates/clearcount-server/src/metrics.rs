@@ -473,6 +473,10 @@ impl Store for MeteredStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn conditional_writes(&self) -> super::store::ConditionalWrites {
+        self.inner.conditional_writes()
+    }
 }
 
 #[cfg(test)]

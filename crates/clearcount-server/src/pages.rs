@@ -316,6 +316,10 @@ async fn build(
     let archive = inputs.archive.clone();
     let tables = inputs.tables.clone();
     let history = inputs.history.clone();
+    let store_line = render::store_section(
+        &state.store.describe(),
+        &state.store.conditional_writes().describe(),
+    );
     // Rendering the charts is the costly part: in the background too.
     let pages = super::background("clearcount-pages", move || {
         let config = cfg.as_ref().map(|c| &c.config);
@@ -338,7 +342,8 @@ async fn build(
             html(
                 "Config",
                 l.config(),
-                &render::config_body(l, cfg.as_deref(), public_key.as_deref(), &history),
+                &(render::config_body(l, cfg.as_deref(), public_key.as_deref(), &history)
+                    + &store_line),
             ),
             html(
                 "Config log",

@@ -384,6 +384,22 @@ pub fn data_body(links: Links, files: &[ObjectMeta], tables: &[ObjectMeta]) -> S
     body
 }
 
+/// The live `/config` page's note on the store (`store`: its description,
+/// `s3://…` or `dir:…`, of which only the kind is shown): whether it
+/// honours conditional writes, what keeps racing merges from losing a
+/// report.
+pub fn store_section(store: &str, conditional: &str) -> String {
+    let kind = if store.starts_with("s3://") {
+        "S3-compatible object storage"
+    } else {
+        "a directory"
+    };
+    format!(
+        "<h2>Storage</h2><p>Reports and the archive are kept in {kind}; {}.</p>",
+        esc(conditional)
+    )
+}
+
 /// The body of the config page: the config in force (`config`) with its
 /// signature, the public key (`public_key`), and every version recorded
 /// under `config/history/` (`history`, the listing of that prefix), newest
@@ -756,6 +772,7 @@ mod tests {
             text: text.into(),
             signature: None,
             log: None,
+            also_logs: Vec::new(),
         };
         let history = [ObjectMeta {
             key: "config/history/v3.toml".into(),

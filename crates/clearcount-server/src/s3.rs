@@ -60,16 +60,22 @@
 //! for a plain-HTTP endpoint (implied for a loopback endpoint such as
 //! `http://127.0.0.1:9000`). Requests use path-style URLs
 //! (`<endpoint>/<bucket>/<key>`) unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`
-//! is set. The store must support conditional writes (`If-None-Match: *`
-//! on `PutObject`): AWS S3, MinIO, Cloudflare R2 and moto do.
+//! is set. Conditional writes (`If-None-Match: *` and `If-Match` on
+//! `PutObject`) are what makes racing merges safe: AWS S3, MinIO,
+//! Cloudflare R2 and moto honour them. Some self-hosted stores (Garage 2.5)
+//! answer 200 whatever is there: opening a store probes it
+//! ([`S3Store::probe_conditional_writes`]), and on a store that ignores
+//! them every conditional write is checked (`HeadObject`) just before it is
+//! made, and every merge lists the week again after writing and merges
+//! again if the listing moved (see [`crate::merge`]).
 //!
 //! Opening a store checks the bucket once (a one-level listing), so that a
 //! missing bucket, refused credentials or an unreachable endpoint are a
 //! one-line error at start, not at the first upload.
 
 use super::store::{
-    AsyncObjectReader, BoxFuture, Expect, Listing, ObjectMeta, ObjectReader, PutOutcome, Replaced,
-    Store, check_key,
+    AsyncObjectReader, BoxFuture, ConditionalWrites, Expect, Listing, ObjectMeta, ObjectReader,
+    PutOutcome, Replaced, Store, check_key,
 };
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as OsPath;
@@ -152,6 +158,8 @@ pub struct S3Store {
     location: S3Location,
     scratch: PathBuf,
     read_ahead: Arc<ReadAhead>,
+    /// What the store honours, probed when it was opened.
+    conditional: ConditionalWrites,
 }
 
 /// Reports fetched ahead of the merge (see [`S3Store`]'s `list`): the merge
@@ -303,18 +311,24 @@ impl S3Store {
         // retries: the store's pooled connections stay on the caller's
         // runtime.
         let probe = S3Store::build(&location, &parsed, probe_retry())?;
-        std::thread::scope(|s| {
+        let conditional = std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| io::Error::other(format!("cannot start a runtime: {e}")))?;
-                rt.block_on(probe.check())
+                rt.block_on(async {
+                    probe.check().await?;
+                    probe.probe_conditional_writes().await
+                })
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the bucket check failed")))
         })?;
-        Ok(store)
+        Ok(S3Store {
+            conditional,
+            ..store
+        })
     }
 
     fn build(
@@ -350,7 +364,63 @@ impl S3Store {
             location,
             scratch,
             read_ahead: Arc::default(),
+            conditional: ConditionalWrites::HONOURED,
         }
+    }
+
+    /// Finds out whether the store honours conditional writes, on an
+    /// object of its own (`probe/conditional-writes-<random>`, removed
+    /// after): a second create-if-absent must be refused, and so must a
+    /// replace naming a version the object does not have.
+    pub async fn probe_conditional_writes(&self) -> io::Result<ConditionalWrites> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let key = format!("probe/conditional-writes-{hex}");
+        let dest = self.full_key(&key)?;
+        let put = |mode: PutMode| {
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&dest, PutPayload::from_static(b"probe"), opts)
+        };
+        put(PutMode::Create)
+            .await
+            .map_err(|e| self.error(e, "put", &key))?;
+        let refused = |r: object_store::Result<_>| match r {
+            Ok(_) => Ok(false),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(true),
+            Err(e) => Err(self.error(e, "put", &key)),
+        };
+        let if_none_match = refused(put(PutMode::Create).await);
+        let stale = UpdateVersion {
+            e_tag: Some("\"00000000000000000000000000000000\"".into()),
+            version: None,
+        };
+        let if_match = refused(put(PutMode::Update(stale)).await);
+        let _ = self.inner.delete(&dest).await;
+        Ok(ConditionalWrites {
+            if_none_match: if_none_match?,
+            if_match: if_match?,
+        })
+    }
+
+    /// On a store that ignores `If-None-Match` / `If-Match`: whether the
+    /// object is what a conditional write expects, checked just before the
+    /// write (the write still carries the condition, for stores that do
+    /// honour it).
+    async fn still_as_expected(&self, key: &str, expect: &Expect) -> io::Result<bool> {
+        let current = self.version(key).await?;
+        Ok(match (expect, current) {
+            (Expect::Absent, None) => true,
+            (Expect::Version(v), Some(c)) => *v == c,
+            _ => false,
+        })
     }
 
     /// Removes scratch files (merge output not yet uploaded) left by a
@@ -611,6 +681,11 @@ impl Store for S3Store {
     fn put_if_absent<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, PutOutcome> {
         Box::pin(async move {
             let dest = self.full_key(key)?;
+            if !self.conditional.if_none_match
+                && !self.still_as_expected(key, &Expect::Absent).await?
+            {
+                return Ok(PutOutcome::Existed);
+            }
             let opts = PutOptions {
                 mode: PutMode::Create,
                 attributes: attributes(key),
@@ -656,6 +731,13 @@ impl Store for S3Store {
         expect: Expect,
     ) -> BoxFuture<'a, Replaced> {
         Box::pin(async move {
+            let checked = match &expect {
+                Expect::Absent => !self.conditional.if_none_match,
+                Expect::Version(_) => !self.conditional.if_match,
+            };
+            if checked && !self.still_as_expected(key, &expect).await? {
+                return Ok(Replaced::Conflict);
+            }
             let r = match expect {
                 Expect::Absent => self.put_file_if(key, path, PutMode::Create).await,
                 Expect::Version(e_tag) => {
@@ -821,6 +903,10 @@ impl Store for S3Store {
     fn describe(&self) -> String {
         self.location.to_string()
     }
+
+    fn conditional_writes(&self) -> ConditionalWrites {
+        self.conditional
+    }
 }
 
 #[cfg(test)]
@@ -828,6 +914,9 @@ pub(crate) mod moto;
 
 #[cfg(test)]
 mod moto_tests;
+
+#[cfg(test)]
+pub(crate) mod strip_proxy;
 
 #[cfg(test)]
 mod tests {

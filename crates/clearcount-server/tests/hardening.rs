@@ -69,6 +69,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// How long a test waits for what must happen (a timeout to close a
+/// connection, an answer) before it fails: far longer than it takes.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether a connection is still open with nothing to read: the server
+/// has neither answered nor closed it.
+fn still_open(s: &tokio::net::TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 fn setup(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
     common::publish(&dir.0, CONFIG);
@@ -382,25 +393,22 @@ fn connection_cap_and_upload_budget_answer_at_once_and_timeouts_close() {
             idle.push(http::connect(addr, None).await.unwrap());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let t = Instant::now();
         let mut c = Client::connect(addr, None).await.unwrap();
         let r = c.get("/").await.unwrap();
-        let waited = t.elapsed();
+        // Answered at once: while every idle connection still holds its
+        // slot (a server that waited for a slot would have served the page).
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.header("retry-after"), Some("1"));
-        assert!(waited < Duration::from_millis(900), "waited {waited:?}");
+        assert!(idle.iter().all(still_open), "the table did not stay full");
         // The header timeout closes the idle ones...
-        let t = Instant::now();
         for s in &mut idle {
             let mut b = [0u8; 16];
-            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
                 .await
                 .expect("an idle connection stayed open")
                 .unwrap_or(0);
             assert_eq!(n, 0);
         }
-        let closed = t.elapsed();
-        assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
         // ...and the server serves again.
         let mut c = Client::connect(addr, None).await.unwrap();
         assert_eq!(c.get("/").await.unwrap().status, 200);
@@ -418,16 +426,17 @@ fn connection_cap_and_upload_budget_answer_at_once_and_timeouts_close() {
             slow.push(s);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let t = Instant::now();
         let r = c.post("/upload", &report(7, "1.2.0")).await.unwrap();
+        // Answered at once: while the trickling uploads still hold the
+        // budget (a server that waited for it would have stored the report).
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.header("retry-after"), Some("1"));
-        assert!(t.elapsed() < Duration::from_millis(900));
+        assert!(slow.iter().all(still_open), "the budget was given back");
         // The trickling ones get a 408 after the body timeout, and then the
         // budget is back.
         for s in slow {
             let mut r = tokio::io::BufReader::new(s);
-            let resp = tokio::time::timeout(Duration::from_secs(5), http::read_response(&mut r))
+            let resp = tokio::time::timeout(PATIENCE, http::read_response(&mut r))
                 .await
                 .expect("no answer to a stalled body")
                 .unwrap();

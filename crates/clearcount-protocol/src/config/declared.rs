@@ -3,7 +3,7 @@
 //! collection config against it.
 
 use super::{
-    CollectionConfig, ConfigError, check_depth, check_word, expand_name, line_of, toml_error,
+    CollectionConfig, ConfigError, Lines, check_depth, check_word, expand_name, toml_error,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -101,14 +101,15 @@ impl DeclaredProgram {
     /// ```
     pub fn parse(text: &str, source: &str) -> Result<DeclaredProgram, ConfigError> {
         let raw: RawDeclared = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
+        let lines = Lines::new(text);
         let at = |span: std::ops::Range<usize>, msg: String| {
-            ConfigError::new(source, line_of(text, span.start), msg)
+            ConfigError::new(source, lines.line(span.start), msg)
         };
         let program = raw.program.get_ref().clone();
         check_word("program name", &program).map_err(|m| at(raw.program.span(), m))?;
         let mut counters: Vec<DeclaredCounter> = Vec::new();
         for rc in raw.counters {
-            let line = line_of(text, rc.span().start);
+            let line = lines.line(rc.span().start);
             let rc = rc.into_inner();
             let pattern = rc.name.get_ref().clone();
             let names = expand_name(&pattern).map_err(|m| at(rc.name.span(), m))?;

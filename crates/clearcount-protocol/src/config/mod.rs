@@ -34,12 +34,15 @@
 
 mod declared;
 mod text;
+#[cfg(test)]
+mod text_props;
 mod version;
 
 pub use declared::{CounterKind, DeclaredCounter, DeclaredCounters, DeclaredProgram, check};
 pub use version::VersionPattern;
 
 use crate::report::{ProgramReport, Report};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use text::{Item, Table, Val};
@@ -98,6 +101,28 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// The line numbers of byte offsets in one text, each found by a binary
+/// search: a config of many programs and counters is read in linear time.
+pub(crate) struct Lines(Vec<u32>);
+
+impl Lines {
+    /// Indexes the newlines of `text`.
+    pub(crate) fn new(text: &str) -> Lines {
+        Lines(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, c)| c == b'\n')
+                .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect(),
+        )
+    }
+
+    /// The line (from 1) of `offset`, as [`line_of`] counts it.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| (nl as usize) < offset) + 1
+    }
 }
 
 /// Turns a toml error into a [`ConfigError`] with the line of its span.
@@ -430,8 +455,9 @@ impl CollectionConfig {
             };
             ConfigError::new(source, line, message)
         })?;
+        let lines = Lines::new(text);
         let at = |span: std::ops::Range<usize>, msg: String| {
-            ConfigError::new(source, line_of(text, span.start), msg)
+            ConfigError::new(source, lines.line(span.start), msg)
         };
         let version = *raw.version.get_ref();
         if version < 1 {
@@ -443,18 +469,17 @@ impl CollectionConfig {
         let sample_rate = check_rate("sample_rate", *raw.sample_rate.get_ref())
             .map_err(|m| at(raw.sample_rate.span(), m))?;
         let mut programs: Vec<ProgramConfig> = Vec::new();
+        // Names seen, with their line (no quadratic search in a long config).
+        let mut program_lines: HashMap<String, usize> = HashMap::new();
         for rp in raw.programs {
-            let pline = line_of(text, rp.span().start);
+            let pline = lines.line(rp.span().start);
             let rp = rp.into_inner();
             let name = rp.name.get_ref().clone();
             check_word("program name", &name).map_err(|m| at(rp.name.span(), m))?;
-            if let Some(prev) = programs.iter().find(|p| p.name == name) {
+            if let Some(prev) = program_lines.insert(name.clone(), pline) {
                 return Err(at(
                     rp.name.span(),
-                    format!(
-                        "program {name:?} is already configured at line {}",
-                        prev.line
-                    ),
+                    format!("program {name:?} is already configured at line {prev}"),
                 ));
             }
             if rp.versions.get_ref().is_empty() {
@@ -491,8 +516,9 @@ impl CollectionConfig {
             let arch = lists.pop().unwrap_or_default();
             let os = lists.pop().unwrap_or_default();
             let mut counters: Vec<CounterConfig> = Vec::new();
+            let mut counter_lines: HashMap<String, usize> = HashMap::new();
             for rc in rp.counters {
-                let cline = line_of(text, rc.span().start);
+                let cline = lines.line(rc.span().start);
                 let rc = rc.into_inner();
                 let names = expand_name(rc.name.get_ref()).map_err(|m| at(rc.name.span(), m))?;
                 let rate = check_rate(
@@ -507,10 +533,10 @@ impl CollectionConfig {
                     })?),
                 };
                 for n in names {
-                    if let Some(prev) = counters.iter().find(|c| c.name == n) {
+                    if let Some(prev) = counter_lines.insert(n.clone(), cline) {
                         return Err(at(
                             rc.name.span(),
-                            format!("counter {n:?} is already configured at line {}", prev.line),
+                            format!("counter {n:?} is already configured at line {prev}"),
                         ));
                     }
                     counters.push(CounterConfig {

@@ -8,6 +8,7 @@ use super::checkpoint::SignedCheckpoint;
 use super::merkle::{self, Hash};
 use super::policy::Policy;
 use crate::config::CollectionConfig;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Why an audit failed. Displays as one line.
@@ -58,53 +59,70 @@ pub struct AuditReport {
     pub checkpoints: Vec<AuditedCheckpoint>,
 }
 
+/// Most entries an audit reads (a config log has a few thousand).
+pub const MAX_ENTRIES: u64 = 100_000;
+/// Largest entry an audit reads: a config is far smaller (and a client
+/// fetches at most this much of one).
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+/// Most bytes of entries an audit holds in memory, all together.
+pub const MAX_TOTAL_BYTES: usize = 64 << 20;
+
+/// Checks that entries of these sizes fit the audit's limits
+/// ([`MAX_ENTRIES`], [`MAX_ENTRY_BYTES`], [`MAX_TOTAL_BYTES`]); `total`
+/// is what was read before this entry.
+pub fn check_entry_size(index: u64, len: usize, total: usize) -> Result<(), AuditError> {
+    if index >= MAX_ENTRIES {
+        return Err(AuditError(format!(
+            "the log has more than {MAX_ENTRIES} entries, more than an audit reads: not a config log"
+        )));
+    }
+    if len > MAX_ENTRY_BYTES {
+        return Err(AuditError(format!(
+            "entry {index} is {len} bytes, more than the {} MiB an entry may have: not a config",
+            MAX_ENTRY_BYTES >> 20
+        )));
+    }
+    if total.saturating_add(len) > MAX_TOTAL_BYTES {
+        return Err(AuditError(format!(
+            "entries 0..={index} hold more than {} MiB, more than an audit reads: not a config log",
+            MAX_TOTAL_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Audits a log. `entries` are the exact bytes of every entry, in order;
-/// `checkpoints` are signed checkpoints from anywhere. Checks:
+/// `checkpoints` are signed checkpoints from anywhere. Checks, verifying
+/// before parsing:
 ///
-/// - every entry is a valid config and its version is higher than the
-///   previous entry's;
+/// - the entries fit the limits ([`check_entry_size`]);
 /// - every checkpoint is the log's, signed by the log key, with no failing
 ///   signature of a known key (cosignatures are reported, not required);
 /// - every checkpoint's size is at most the number of entries, and its root
 ///   is the root recomputed from the entries (so all checkpoints are
-///   prefixes of one history); consecutive checkpoints are also checked
-///   with a consistency proof;
-/// - the largest checkpoint covers every entry.
+///   prefixes of one history, hence consistent with each other: the roots
+///   of every prefix are computed in one pass);
+/// - the largest checkpoint covers every entry;
+/// - only then, every entry (now signed by the log through those roots) is
+///   read as a config: a valid one, with a version higher than the previous
+///   entry's.
+///
+/// Time is linear in the entries' bytes (plus a logarithm per checkpoint),
+/// memory is the entries given plus a hash per entry, and no recursion
+/// depends on the input.
 pub fn audit(
     policy: &Policy,
     entries: &[Vec<u8>],
     checkpoints: &[&str],
 ) -> Result<AuditReport, AuditError> {
     let err = |m: String| Err(AuditError(m));
-    let mut leaves = Vec::with_capacity(entries.len());
-    let mut history: Vec<HistoryEntry> = Vec::with_capacity(entries.len());
+    let mut total = 0usize;
     for (i, e) in entries.iter().enumerate() {
-        let Ok(text) = std::str::from_utf8(e) else {
-            return err(format!("entry {i} is not UTF-8 text"));
-        };
-        let cfg = match CollectionConfig::parse(text, &format!("entry {i}")) {
-            Ok(c) => c,
-            Err(e) => return err(format!("entry {i} is not a valid config: {e}")),
-        };
-        if let Some(prev) = history.last()
-            && cfg.version <= prev.version
-        {
-            return err(format!(
-                "entry {i} has version {} but entry {} already had version {}: versions must increase",
-                cfg.version, prev.index, prev.version
-            ));
-        }
-        let leaf = merkle::leaf_hash(e);
-        leaves.push(leaf);
-        history.push(HistoryEntry {
-            index: i as u64,
-            version: cfg.version,
-            leaf_hash: leaf,
-            sha256: merkle::sha256(e),
-            witnessed: None,
-        });
+        check_entry_size(i as u64, e.len(), total)?;
+        total += e.len();
     }
-    let mut audited: Vec<AuditedCheckpoint> = Vec::new();
+    let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let mut audited: BTreeMap<u64, AuditedCheckpoint> = BTreeMap::new();
     for (n, text) in checkpoints.iter().enumerate() {
         let signed = match SignedCheckpoint::parse(text) {
             Ok(s) => s,
@@ -138,13 +156,14 @@ pub fn audit(
                 entries.len()
             ));
         }
-        if merkle::root(&leaves[..c.size as usize]) != c.root {
-            return err(format!(
-                "checkpoint of size {} does not match entries 0..{}: history was rewritten or the log shows two histories",
-                c.size, c.size
-            ));
-        }
-        match audited.iter_mut().find(|a| a.size == c.size) {
+        match audited.get_mut(&c.size) {
+            Some(a) if a.root != c.root => {
+                // Two roots for one size: one of them is not the entries'.
+                return err(format!(
+                    "checkpoint of size {} does not match entries 0..{}: history was rewritten or the log shows two histories",
+                    c.size, c.size
+                ));
+            }
             Some(a) => {
                 for cs in trusted.cosigners {
                     if !a.cosigners.iter().any(|x| x.0 == cs.0) {
@@ -152,21 +171,25 @@ pub fn audit(
                     }
                 }
             }
-            None => audited.push(AuditedCheckpoint {
-                size: c.size,
-                root: c.root,
-                cosigners: trusted.cosigners,
-            }),
+            None => {
+                audited.insert(
+                    c.size,
+                    AuditedCheckpoint {
+                        size: c.size,
+                        root: c.root,
+                        cosigners: trusted.cosigners,
+                    },
+                );
+            }
         }
     }
-    audited.sort_by_key(|a| a.size);
-    for pair in audited.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        let proof = merkle::consistency_proof(&leaves[..b.size as usize], a.size);
-        if merkle::verify_consistency(a.size, &a.root, b.size, &b.root, &proof).is_err() {
+    let audited: Vec<AuditedCheckpoint> = audited.into_values().collect();
+    let sizes: Vec<u64> = audited.iter().map(|a| a.size).collect();
+    for (a, root) in audited.iter().zip(merkle::prefix_roots(&leaves, &sizes)) {
+        if root != a.root {
             return err(format!(
-                "checkpoint of size {} does not extend the one of size {}",
-                b.size, a.size
+                "checkpoint of size {} does not match entries 0..{}: history was rewritten or the log shows two histories",
+                a.size, a.size
             ));
         }
     }
@@ -175,6 +198,32 @@ pub fn audit(
         return err(format!(
             "entries {covered}.. are in no signed checkpoint (the largest has size {covered})"
         ));
+    }
+    // Every entry is now the log's: read each as a config.
+    let mut history: Vec<HistoryEntry> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(e) else {
+            return err(format!("entry {i} is not UTF-8 text"));
+        };
+        let cfg = match CollectionConfig::parse(text, &format!("entry {i}")) {
+            Ok(c) => c,
+            Err(e) => return err(format!("entry {i} is not a valid config: {e}")),
+        };
+        if let Some(prev) = history.last()
+            && cfg.version <= prev.version
+        {
+            return err(format!(
+                "entry {i} has version {} but entry {} already had version {}: versions must increase",
+                cfg.version, prev.index, prev.version
+            ));
+        }
+        history.push(HistoryEntry {
+            index: i as u64,
+            version: cfg.version,
+            leaf_hash: leaves[i],
+            sha256: merkle::sha256(e),
+            witnessed: None,
+        });
     }
     for a in &audited {
         if a.size > 0

@@ -224,6 +224,18 @@ pub fn proof_query(olds: &[u64]) -> String {
         .collect()
 }
 
+/// The key ID a proof request's query names with `log=<8 hex digits>`
+/// (the log a client compiled in, when a server serves a config from two
+/// logs during a key rotation: `counters-spec/config-log.md` §13), if it
+/// names one.
+pub fn parse_proof_log(query: &str) -> Option<u32> {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("log="))
+        .filter(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+}
+
 /// Reads the sizes of a proof request's query (`old=5&old=9`, without the
 /// `?`); other parameters are ignored. `None` if an `old` value is not a
 /// decimal number or there are more than [`MAX_SECTIONS`].

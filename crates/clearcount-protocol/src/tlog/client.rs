@@ -273,9 +273,31 @@ impl ClientPolicy {
         proof_query(&sizes)
     }
 
-    /// The URL of the proof bundle for the config at `config_url`.
+    /// The URL of the proof bundle for the config at `config_url`: it
+    /// names the log by its key ID (`?log=1a2b3c4d`: a server that serves
+    /// the config from two logs during a key rotation answers from this
+    /// one), then the sizes of [`ClientPolicy::proof_query`].
     pub fn proof_url(&self, config_url: &str, kept: Option<&Kept>) -> String {
-        format!("{config_url}.proof{}", self.proof_query(kept))
+        let sizes = self.proof_query(kept);
+        let sizes = sizes.strip_prefix('?').unwrap_or("");
+        let sep = if sizes.is_empty() { "" } else { "&" };
+        format!(
+            "{config_url}.proof?log={:08x}{sep}{sizes}",
+            self.policy.log().id()
+        )
+    }
+
+    /// True when `kept` was kept under this policy's log: its checkpoint
+    /// is of this log and signed by this log key. A checkpoint kept under
+    /// another log or another key (an earlier release's policy, before a
+    /// key rotation) is not: the client sets it aside and starts again from
+    /// its minimum checkpoint (`counters-spec/config-log.md` §9, §13).
+    pub fn trusts_kept(&self, kept: &Kept) -> bool {
+        let Ok(signed) = SignedCheckpoint::parse(&kept.signed) else {
+            return false;
+        };
+        Policy::new(self.policy.log().clone(), Vec::new(), 0)
+            .is_ok_and(|only_log| only_log.verify(&signed, 0, None).is_ok())
     }
 }
 

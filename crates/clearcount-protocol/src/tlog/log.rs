@@ -12,6 +12,9 @@
 //!   checkpoints/2          size, with the cosignatures gathered for it
 //!   ...
 //!   checkpoint           the latest signed checkpoint (= the largest above)
+//!   minimum              the latest checkpoint as the log signed it (no
+//!                          cosignature): what a release compiles in as
+//!                          its floor (`UploadSettings::with_minimum_checkpoint`)
 //! ```
 //!
 //! Publishing appends an entry and signs a new checkpoint with the log's
@@ -307,6 +310,10 @@ impl LogDir {
     pub const CHECKPOINTS: &'static str = "checkpoints";
     /// The latest signed checkpoint.
     pub const CHECKPOINT: &'static str = "checkpoint";
+    /// The latest checkpoint with the log's signature only: what a release
+    /// compiles in as its minimum (it changes only when a config is
+    /// published, not when witnesses cosign again).
+    pub const MINIMUM: &'static str = "minimum";
 
     /// Creates an empty log in `dir` (created if missing, must not hold a
     /// log already) for this log key.
@@ -415,8 +422,8 @@ impl LogDir {
     }
 
     /// Appends a config to the log and signs the new checkpoint with the
-    /// log's secret key: writes `entries/<index>`, `checkpoints/<size>` and
-    /// `checkpoint`. Refuses an invalid config, a version not higher than
+    /// log's secret key: writes `entries/<index>`, `checkpoints/<size>`,
+    /// `checkpoint` and `minimum`. Refuses an invalid config, a version not higher than
     /// the last, and another key than the log's.
     pub fn publish(&self, config: &[u8], key: &SignerKey) -> Result<Published, LogError> {
         let vkey = self.verifier()?;
@@ -438,6 +445,7 @@ impl LogDir {
         }
         write_atomic(&entry, config)?;
         self.store_checkpoint(&signed)?;
+        write_atomic(&self.root.join(Self::MINIMUM), signed.to_text().as_bytes())?;
         Ok(Published {
             index,
             version: log.versions()[index as usize],

@@ -73,6 +73,54 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// The root hashes of the trees of the first `sizes[i]` leaves, for sizes
+/// in increasing order, in one pass over the leaves: O(n + k log n) for
+/// `n` leaves and `k` sizes (an auditor checks every published checkpoint
+/// of a log this way, where one [`root`] per checkpoint would be
+/// quadratic).
+///
+/// # Panics
+/// If the sizes are not increasing or one is larger than the number of
+/// leaves.
+pub fn prefix_roots(leaves: &[Hash], sizes: &[u64]) -> Vec<Hash> {
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "sizes must increase");
+    // The perfect subtrees of the prefix read so far, left to right, with
+    // their heights: the binary digits of its size.
+    let mut stack: Vec<(u32, Hash)> = Vec::new();
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut wanted = sizes.iter().peekable();
+    while wanted.peek() == Some(&&0) {
+        out.push(empty_root());
+        wanted.next();
+    }
+    for (i, leaf) in leaves.iter().enumerate() {
+        let Some(&&size) = wanted.peek() else {
+            break;
+        };
+        let mut top = (0u32, *leaf);
+        while let Some(&(h, left)) = stack.last() {
+            if h != top.0 {
+                break;
+            }
+            stack.pop();
+            top = (h + 1, node_hash(&left, &top.1));
+        }
+        stack.push(top);
+        if i as u64 + 1 == size {
+            // RFC 6962 splits at the largest power of two: the root folds
+            // the subtrees from the right.
+            let mut acc = stack[stack.len() - 1].1;
+            for (_, h) in stack[..stack.len() - 1].iter().rev() {
+                acc = node_hash(h, &acc);
+            }
+            out.push(acc);
+            wanted.next();
+        }
+    }
+    assert!(wanted.peek().is_none(), "a size beyond the leaves");
+    out
+}
+
 /// The inclusion proof (RFC 6962 audit path) of leaf `index` in the tree of
 /// all `leaves`.
 ///
@@ -279,6 +327,21 @@ pub fn verify_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_roots_are_the_roots_of_each_prefix() {
+        let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let sizes: Vec<u64> = (0..=70).collect();
+        let roots = prefix_roots(&leaves, &sizes);
+        for (&n, r) in sizes.iter().zip(&roots) {
+            assert_eq!(*r, root(&leaves[..n as usize]), "size {n}");
+        }
+        assert_eq!(
+            prefix_roots(&leaves, &[3, 64]),
+            [root(&leaves[..3]), root(&leaves[..64])]
+        );
+        assert!(prefix_roots(&leaves, &[]).is_empty());
+    }
 
     #[test]
     fn every_proof_of_small_trees_verifies_and_mutations_fail() {

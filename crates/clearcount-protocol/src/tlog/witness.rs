@@ -233,6 +233,22 @@ impl Witness {
     }
 }
 
+impl Witness {
+    /// Cosigns again, at `now`, the checkpoint this witness stored for a
+    /// log (it verified and stored it before: nothing to check), so that a
+    /// quiet log's latest checkpoint carries a recent cosignature. Returns
+    /// the `cosignature/v1` line.
+    pub fn recosign(&self, stored: &Checkpoint, now: u64) -> Result<String, FormatError> {
+        if !self.logs.iter().any(|l| l.name() == stored.origin) {
+            return Err(FormatError::new(format!(
+                "this witness does not follow log {}",
+                stored.origin
+            )));
+        }
+        Ok(self.key.cosign(&stored.to_text(), now)?.line())
+    }
+}
+
 /// A witness's state in a directory: one file per log, named by its
 /// origin (bytes other than `A-Za-z0-9.-_` written `%XX`), holding the
 /// latest cosigned checkpoint's note text.

@@ -251,3 +251,87 @@ fn clear_error_when_the_credentials_are_refused() {
     );
     assert!(!msg.contains('\n'), "{msg}");
 }
+
+/// A store that ignores conditional writes (moto behind a proxy that drops
+/// `If-Match` and `If-None-Match`: every conditional `PutObject` answered
+/// 200, as Garage 2.5 does) is found out when it is opened, and its
+/// conditional writes are then checked just before they are made: a second
+/// create and a replace of a stale version are still refused. The same
+/// store without the proxy honours the conditions.
+#[test]
+fn a_store_that_ignores_conditional_writes_is_found_and_checked() {
+    use super::strip_proxy::StripProxy;
+    use crate::store::ConditionalWrites;
+    let moto = Moto::start();
+    moto.bucket("cond");
+    let proxy = StripProxy::start(&moto.endpoint);
+    let mut env = moto.env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", proxy.endpoint.clone()));
+    let honest = S3Store::from_url_with("s3://cond/p", moto.env()).unwrap();
+    assert_eq!(honest.conditional_writes(), ConditionalWrites::HONOURED);
+    let s = S3Store::from_url_with("s3://cond/p", env).unwrap();
+    assert_eq!(
+        s.conditional_writes(),
+        ConditionalWrites {
+            if_none_match: false,
+            if_match: false
+        }
+    );
+    let said = s.conditional_writes().describe();
+    assert!(
+        said.starts_with("conditional writes NOT honoured (ignores If-None-Match: * and If-Match)"),
+        "{said}"
+    );
+    assert!(proxy.dropped.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // The probe left nothing behind.
+    let rt = runtime();
+    assert!(rt.block_on(s.list("probe/")).unwrap().objects.is_empty());
+    let s: Arc<dyn Store> = Arc::new(s);
+    rt.block_on(async {
+        let k = "reports/2026-11-16/ab/abcd.json";
+        assert_eq!(
+            s.put_if_absent(k, b"first".to_vec()).await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            s.put_if_absent(k, b"second".to_vec()).await.unwrap(),
+            PutOutcome::Existed
+        );
+        assert_eq!(s.get(k).await.unwrap().as_deref(), Some(&b"first"[..]));
+    });
+    let dir = s.scratch_dir();
+    let file = |text: &str| {
+        let p = dir.join(format!("cond-{}-{}", std::process::id(), text.len()));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let key = "archive/2026-11-16.ndjson";
+    let a = file("a\n");
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &a, Expect::Absent))
+            .unwrap(),
+        Replaced::Done
+    );
+    let v1 = rt.block_on(s.version(key)).unwrap().unwrap();
+    let b = file("bb\n");
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &b, Expect::Absent))
+            .unwrap(),
+        Replaced::Conflict
+    );
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &b, Expect::Version("\"stale\"".into())))
+            .unwrap(),
+        Replaced::Conflict
+    );
+    assert_eq!(
+        rt.block_on(s.replace_file(key, &b, Expect::Version(v1)))
+            .unwrap(),
+        Replaced::Done
+    );
+    assert_eq!(
+        rt.block_on(s.get(key)).unwrap().as_deref(),
+        Some(&b"bb\n"[..])
+    );
+}

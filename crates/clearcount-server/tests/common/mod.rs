@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod publish;
 
 #[allow(unused_imports)]
@@ -254,6 +255,31 @@ impl ChildServer {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The TCP connections the server holds open now (its listener and
+    /// any other socket aside), from `/proc`.
+    pub fn connections(&self) -> usize {
+        // The inodes of TCP sockets that are not listening.
+        let mut tcp = std::collections::HashSet::new();
+        for table in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", self.pid))
+                .unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 9 && f[3] != "0A" {
+                    tcp.insert(format!("socket:[{}]", f[9]));
+                }
+            }
+        }
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| tcp.contains(l.to_string_lossy().as_ref()))
+            })
+            .count()
     }
 }
 
