@@ -103,12 +103,13 @@ fn new_crate(dir: &Path) {
 }
 
 /// Follows `steps` in order in the crate `dir`, up to and including
-/// `last`: files are written, scripts run (each must succeed). `try.sh`
-/// is not run here.
-fn follow(steps: &[(String, String)], dir: &Path, bin: &Path, last: &str) {
+/// `last` (every step before `try.sh` if `None`): files are written,
+/// scripts run (each must succeed). `try.sh` is not run here.
+fn follow(steps: &[(String, String)], dir: &Path, bin: &Path, last: Option<&str>) {
     for (name, text) in steps {
         if name == "try.sh" {
-            break;
+            assert!(last.is_none(), "no step {last:?} before try.sh");
+            return;
         }
         if name.ends_with(".sh") {
             let mut sh = Command::new("bash");
@@ -136,11 +137,11 @@ fn follow(steps: &[(String, String)], dir: &Path, bin: &Path, last: &str) {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        if name == last {
+        if Some(name.as_str()) == last {
             return;
         }
     }
-    panic!("no step {last}");
+    panic!("no step {last:?}");
 }
 
 /// Kills a process by id when dropped (the server the script started).
@@ -207,7 +208,7 @@ fn the_readme_toolchain_reports_end_to_end() {
     new_crate(dir);
     let cli = common::cli();
     let bin = cli.parent().unwrap();
-    follow(&steps, dir, bin, "publish.sh");
+    follow(&steps, dir, bin, None);
     let try_sh = &steps.last().unwrap().1;
 
     let port = free_port().to_string();
@@ -408,12 +409,12 @@ fn a_fresh_home_through_every_command() {
     let steps = steps();
     let tmp = tempfile::tempdir().unwrap();
     let cli = common::cli();
-    // The program as a new user has it after step 5.
+    // The program as a new user has it once built (`build.sh`).
     let exe = {
         let _build = BUILD_DIR.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tmp.path().join("mytool");
         new_crate(&dir);
-        follow(&steps, &dir, cli.parent().unwrap(), "build.sh");
+        follow(&steps, &dir, cli.parent().unwrap(), Some("build.sh"));
         let exe = tmp.path().join("mytool-as-built");
         std::fs::copy(dir.join("target/debug/mytool"), &exe).unwrap();
         exe
