@@ -12,7 +12,7 @@
 //! mytool telemetry on|off|local|status [--json]|view|report [--dry-run]|upload|clean
 //! ```
 //!
-//! Run it with `cargo run --example toolchain --features cli -- build`.
+//! Run it with `cargo run --example toolchain --features kit -- build`.
 //! Telemetry lives in namespace `mytool`: `MYTOOL_TELEMETRY=off` or
 //! `DO_NOT_TRACK=1` turns it off, `mytool telemetry status` shows what is
 //! counted.
@@ -23,7 +23,7 @@
 //! program = "mytool"
 //!
 //! [[counter]]
-//! name = "mytool/command:{build,crash,legacy,telemetry.on,telemetry.off,telemetry.local,telemetry.status,telemetry.view,telemetry.report,telemetry.upload,telemetry.clean}"
+//! name = "mytool/command:{build,crash,legacy,telemetry.on,telemetry.local,telemetry.status,telemetry.view,telemetry.report,telemetry.upload,telemetry.clean}"
 //! kind = "plain"
 //! description = "One count per run, in the bucket of the subcommand run."
 //! question = "Which subcommands are used?"

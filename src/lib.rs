@@ -103,7 +103,7 @@
 //! # Features
 //!
 //! With no feature, the crate is the counting engine only (memmap2,
-//! backtrace and gimli, chrono, getrandom, libc). `upload` adds weekly
+//! backtrace and gimli, chrono, rand, libc). `upload` adds weekly
 //! reports and the uploader (no HTTP or TLS code: the platform's `curl`
 //! by default, see [`upload::Transport`]; `ureq-rustls` and
 //! `ureq-native-tls` build one in), `kit` the toolchain helpers

@@ -276,6 +276,11 @@ impl Telemetry {
     /// detached child, and that child stops inside `start` (it never returns
     /// to `main`).
     ///
+    /// With the `kit` feature, a command line that runs the mounted
+    /// `telemetry off` (the words `telemetry off` side by side, before any
+    /// `--`) starts off, whatever the mode: turning telemetry off writes
+    /// nothing but the mode file, even on the first run.
+    ///
     /// ```no_run
     /// let s = clearcount::Telemetry::new("mytool", "mytool", "1.0").start();
     /// if let Some(p) = s.problem { eprintln!("telemetry: {p}"); }
@@ -323,6 +328,14 @@ impl Telemetry {
         }
         let dir = crate::dirs::telemetry_dir(&self.namespace);
         started.dir = dir.clone();
+        // The mounted `telemetry off` starts off: turning telemetry off
+        // writes nothing but its mode file, and counts nothing, not even
+        // itself.
+        #[cfg(feature = "kit")]
+        if crate::kit::subcommand::turns_off(std::env::args_os()) {
+            turn_off();
+            return started;
+        }
         let eff = mode::effective_for_start(&self.namespace, dir.as_deref(), self.default_mode);
         started.mode = eff.mode;
         if eff.mode == Mode::Off {

@@ -40,7 +40,7 @@ fn weekday_from_name(s: &str) -> Option<Weekday> {
 }
 
 fn random_weekday() -> Weekday {
-    Weekday::try_from((crate::random::u64() % 7) as u8).unwrap_or(Weekday::Mon)
+    Weekday::try_from(crate::random::weekday_index()).unwrap_or(Weekday::Mon)
 }
 
 /// Reads the installation's first weekday, drawing and saving one if there

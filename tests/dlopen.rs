@@ -15,14 +15,18 @@
 //!    and a new Rust-only stack `dl/rust2`, loads library B (other code;
 //!    A's range is taken, so it lands elsewhere) and bumps `dl/via` through
 //!    it;
-//! 4. closes B, unmaps the garbage, loads library C (A's code under another
-//!    name of the same length, so when it lands where A was the return
-//!    addresses are A's), bumps `dl/via` through it and `dl/rust` once more.
+//! 4. closes B, reserves every free range above A's old one (so the kernel's
+//!    top-down search for a place finds A's range first), unmaps the
+//!    garbage, and loads library C: A's code under another name of the same
+//!    length, which must land exactly where A was, so its return addresses
+//!    are A's. It bumps `dl/via` through C and `dl/rust` once more.
 //!
-//! It must not crash, and the counter file must hold one `dl/via` stack per
-//! library, each naming that library's function and no other; `dl/jit`
-//! naming the callback and not A's function; and one `dl/rust` stack
-//! counted three times.
+//! It must not crash; C must have been mapped at A's old address; and the
+//! counter file must hold one `dl/via` stack per library, each naming that
+//! library's function and no other (C's, at A's addresses, must not be
+//! named after A: the walker's cached rules and names for a closed library
+//! are dropped); `dl/jit` naming the callback and not A's function; and one
+//! `dl/rust` stack counted three times.
 
 // glibc: a static musl program cannot load libraries. The fast walker
 // only (with the portable fallbacks forced, stack counters use the
@@ -71,41 +75,36 @@ int lib_b_call(void (*f)(void)) {
 }
 "#;
 
-/// Compiles `src` into `dir/name`; `None` (after saying why) without `cc`.
-fn compile(dir: &Path, name: &str, src: &str, defines: &[&str]) -> Option<PathBuf> {
+/// Compiles `src` into `dir/name`; fails, with the line that installs
+/// one, without a C compiler.
+fn compile(dir: &Path, name: &str, src: &str, defines: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, src).unwrap();
     let so = dir.join(format!("{name}.so"));
-    let out = match Command::new("cc")
+    let out = Command::new("cc")
         .args(["-shared", "-fPIC", "-O1", "-funwind-tables"])
         .args(defines)
         .arg("-o")
         .arg(&so)
         .arg(&c)
         .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("SKIPPED: no C compiler (`cc`: {e}); this test needs one");
-            return None;
-        }
-    };
+        .unwrap_or_else(|e| {
+            panic!("this test needs a C compiler (`cc`: {e}): apt-get install gcc libc6-dev")
+        });
     assert!(
         out.status.success(),
         "cc {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(so)
+    so
 }
 
 #[test]
 fn dlopen_dlclose_and_reused_addresses() {
     let dir = common::TempDir::new("dlopen");
-    let Some(a) = compile(&dir.0, "lib_a", SAME_LAYOUT, &["-DNAME=lib_a_call"]) else {
-        return;
-    };
-    let b = compile(&dir.0, "lib_b", OTHER_LAYOUT, &[]).unwrap();
-    let c = compile(&dir.0, "lib_c", SAME_LAYOUT, &["-DNAME=lib_c_call"]).unwrap();
+    let a = compile(&dir.0, "lib_a", SAME_LAYOUT, &["-DNAME=lib_a_call"]);
+    let b = compile(&dir.0, "lib_b", OTHER_LAYOUT, &[]);
+    let c = compile(&dir.0, "lib_c", SAME_LAYOUT, &["-DNAME=lib_c_call"]);
     let telemetry = dir.0.join("telemetry");
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["child_dlopen", "--exact", "--nocapture", "--test-threads=1"])
@@ -128,6 +127,12 @@ fn dlopen_dlclose_and_reused_addresses() {
         out.status
     );
     eprintln!("{stderr}");
+    // The case this test is named for happened: C was mapped where A had
+    // been, so a stale cache would name C's frame after A's function.
+    assert!(
+        stdout.contains("REUSED=C at A's old address"),
+        "C was not mapped at A's old address:\n{stdout}\n{stderr}"
+    );
     let file = stdout
         .lines()
         .find_map(|l| l.split_once("FILE=").map(|(_, f)| f))
@@ -381,21 +386,75 @@ fn child_dlopen() {
         call_lib(f);
     }
     close(hb, b);
+    let reserved = reserve_free_ranges_above(a_end);
     // SAFETY: our own mapping, not in use.
     assert_eq!(unsafe { libc::munmap(garbage.cast(), a_end - a_start) }, 0);
 
-    // 4. Through C, which is A's code under another name, likely where A
-    //    was; Rust only again.
+    // 4. Through C, which is A's code under another name: with every free
+    //    range above A's reserved, the kernel (which places a mapping in the
+    //    highest free range it fits) puts C exactly where A was. Rust only
+    //    again.
     let hc = open(c);
     let c_start = mappings(c).iter().map(|m| m.0).min().unwrap();
-    eprintln!(
-        "C at {c_start:#x}: {}",
-        if c_start == a_start {
-            "where A was (the same return addresses as A's)"
-        } else {
-            "elsewhere (A's addresses were not reused)"
-        }
+    for (at, len) in reserved {
+        // SAFETY: our own reservations, never used.
+        assert_eq!(unsafe { libc::munmap(at as *mut c_void, len) }, 0);
+    }
+    assert_eq!(
+        c_start, a_start,
+        "C at {c_start:#x}, A was at {a_start:#x}: this test assumes the kernel's default top-down placement of mappings (vm.legacy_va_layout = 0)"
     );
+    println!("REUSED=C at A's old address {a_start:#x}");
     call_lib(lookup(hc, "lib_c_call"));
     rust_mid();
+}
+
+/// Reserves (inaccessible, no memory behind it) every free range of the
+/// address space above `floor`, up to the mapping below the main thread's
+/// stack (the range right below the stack is where it grows, and lies
+/// above where the kernel places mappings anyway). Returns the
+/// reservations: (start, length).
+fn reserve_free_ranges_above(floor: usize) -> Vec<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut ranges: Vec<(usize, usize, bool)> = maps
+        .lines()
+        .map(|l| {
+            let (range, rest) = l.split_once(' ').unwrap();
+            let (s, e) = range.split_once('-').unwrap();
+            let hex = |x: &str| usize::from_str_radix(x, 16).unwrap();
+            (hex(s), hex(e), rest.ends_with("[stack]"))
+        })
+        .collect();
+    ranges.sort_unstable();
+    let stack = ranges
+        .iter()
+        .find(|r| r.2)
+        .map(|r| r.0)
+        .expect("/proc/self/maps shows the stack");
+    let mut reserved = Vec::new();
+    for pair in ranges.windows(2) {
+        let (start, end) = (pair[0].1.max(floor), pair[1].0);
+        if start >= end || end >= stack {
+            continue;
+        }
+        let len = end - start;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
+        // the reservation is never accessed.
+        let p = unsafe {
+            libc::mmap(
+                start as *mut c_void,
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE
+                    | libc::MAP_ANONYMOUS
+                    | libc::MAP_NORESERVE
+                    | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(p as usize, start, "reserving {start:#x}..{end:#x}");
+        reserved.push((start, len));
+    }
+    reserved
 }

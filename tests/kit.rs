@@ -4,8 +4,8 @@
 //!
 //! Each test gives the tool its own `CLEARCOUNT_DIR` (a temporary
 //! directory). Runs that need a terminal go through `script(1)` (a
-//! pseudo-terminal); where it is missing those parts are skipped, said on
-//! stderr.
+//! pseudo-terminal, Debian's `bsdutils`); without it those tests fail with
+//! the line that installs it.
 
 #![cfg(feature = "kit")]
 
@@ -287,17 +287,17 @@ fn off_from_the_start_writes_nothing() {
     }
 }
 
-/// Runs the tool on a pseudo-terminal through `script(1)`; `None` if
-/// `script` is not there.
-fn on_terminal(dir: &Path, env: &[(&str, &str)], args: &str) -> Option<Output> {
+/// Runs the tool on a pseudo-terminal through `script(1)`; fails with the
+/// line that installs `script` if it is not there.
+fn on_terminal(dir: &Path, env: &[(&str, &str)], args: &str) -> Output {
     let has_script = Command::new("script")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_script {
-        eprintln!("script(1) not found: terminal part skipped");
-        return None;
-    }
+    assert!(
+        has_script,
+        "these tests need script(1) for a pseudo-terminal: apt-get install bsdutils"
+    );
     let cmdline = format!("'{}' {args}", example().display());
     let mut s = Command::new("script");
     s.args(["-qec", &cmdline, "/dev/null"])
@@ -312,7 +312,7 @@ fn on_terminal(dir: &Path, env: &[(&str, &str)], args: &str) -> Option<Output> {
     for (k, v) in env {
         s.env(k, v);
     }
-    Some(s.output().unwrap())
+    s.output().unwrap()
 }
 
 const NOTICE_MARK: &str = "This notice is shown once";
@@ -326,9 +326,7 @@ fn notice_is_shown_once_on_a_terminal() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(NOTICE_MARK));
     assert!(!dir.join("mytool").join(notice::NOTICE_FILE).exists());
 
-    let Some(first) = on_terminal(dir, &[], "build") else {
-        return;
-    };
+    let first = on_terminal(dir, &[], "build");
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{text}");
     assert!(
@@ -338,7 +336,7 @@ fn notice_is_shown_once_on_a_terminal() {
     assert!(text.contains("mytool telemetry off"));
     assert!(text.contains("MYTOOL_TELEMETRY=off"));
     assert!(dir.join("mytool").join(notice::NOTICE_FILE).exists());
-    let second = on_terminal(dir, &[], "build").unwrap();
+    let second = on_terminal(dir, &[], "build");
     assert!(second.status.success());
     let text = String::from_utf8_lossy(&second.stdout);
     assert!(!text.contains(NOTICE_MARK), "second run: {text}");
@@ -355,13 +353,9 @@ fn notice_many_processes_at_once_print_once() {
             std::thread::spawn(move || on_terminal(&dir, &[], "build"))
         })
         .collect();
-    let outs: Vec<Option<Output>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    if outs.iter().any(Option::is_none) {
-        return;
-    }
+    let outs: Vec<Output> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let shown = outs
         .iter()
-        .flatten()
         .filter(|o| String::from_utf8_lossy(&o.stdout).contains(NOTICE_MARK))
         .count();
     assert_eq!(shown, 1, "exactly one of the processes prints the notice");
@@ -376,9 +370,7 @@ fn notice_never_on_ci_or_when_off() {
         ("GITHUB_ACTIONS", "true"),
         ("JENKINS_URL", "http://ci"),
     ] {
-        let Some(out) = on_terminal(dir, &[env], "build") else {
-            return;
-        };
+        let out = on_terminal(dir, &[env], "build");
         assert!(out.status.success());
         assert!(
             !String::from_utf8_lossy(&out.stdout).contains(NOTICE_MARK),
@@ -387,14 +379,12 @@ fn notice_never_on_ci_or_when_off() {
         assert!(!dir.join("mytool").join(notice::NOTICE_FILE).exists());
     }
     let off = tempfile::tempdir().unwrap();
-    let out = on_terminal(off.path(), &[("MYTOOL_TELEMETRY", "off")], "build").unwrap();
+    let out = on_terminal(off.path(), &[("MYTOOL_TELEMETRY", "off")], "build");
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(NOTICE_MARK));
     assert!(files(off.path()).is_empty(), "off writes nothing");
     // CI=false is not CI.
-    let Some(out) = on_terminal(dir, &[("CI", "false")], "build") else {
-        return;
-    };
+    let out = on_terminal(dir, &[("CI", "false")], "build");
     assert!(String::from_utf8_lossy(&out.stdout).contains(NOTICE_MARK));
 }
 

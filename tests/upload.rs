@@ -868,7 +868,12 @@ fn server_error_garbage_and_too_many_are_retried_other_4xx_dropped() {
         assert!(st.contains(words), "{answer:?}: {st}");
         let decided = inst.state()["weeks"][WEEK]["outcome"].clone();
         if dropped {
-            assert!(o.status.success());
+            // Refused by the server: the upload failed (exit 1), and says
+            // so in one line.
+            assert_eq!(o.status.code(), Some(1), "{o:?}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("refused it with HTTP 400"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
             assert_eq!(decided, "dropped");
             // Never retried.
             inst.upload(&srv, &k);

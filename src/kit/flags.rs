@@ -55,7 +55,8 @@ fn counter_name(program: &str, kind: &str, name: &str) -> String {
 /// long name, else its short letter, else its id), never from the command
 /// line. The mounted `telemetry` subcommand ([`crate::kit::subcommand`])
 /// counts as a command, but its own flags (`--json`, `--dry-run`) are not
-/// counted: the toolchain declares none of them. Returns the counter names
+/// counted: the toolchain declares none of them; and `telemetry off`
+/// counts nothing at all, not even the toolchain's flags. Returns the counter names
 /// it counted, sorted (none when telemetry was started off).
 ///
 /// ```
@@ -120,6 +121,11 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
             }
         }
     }
+    if in_telemetry && path.last() == Some(&"off") {
+        // Turning telemetry off counts nothing, not even itself (started
+        // off already when the subcommand is mounted as `telemetry`).
+        return Vec::new();
+    }
     if !path.is_empty() {
         names.insert(counter_name(program, "command", &path.join(".")));
     }
@@ -131,11 +137,12 @@ pub fn count_matches(program: &str, cmd: &Command, matches: &ArgMatches) -> Vec<
 
 /// True for the mounted `telemetry` subcommand: it has exactly the
 /// subcommands of [`TelemetryCommand`](crate::kit::subcommand::TelemetryCommand)
-/// (their names are kept in a list, not built with clap at every run).
+/// (their names are kept in a list, not built with clap at every run),
+/// besides the `help` that clap adds to a built command.
 fn is_telemetry_subcommand(c: &Command) -> bool {
     let ours = crate::kit::subcommand::NAMES;
-    c.get_subcommands().count() == ours.len()
-        && c.get_subcommands().all(|s| ours.contains(&s.get_name()))
+    let subs = || c.get_subcommands().filter(|s| s.get_name() != "help");
+    subs().count() == ours.len() && subs().all(|s| ours.contains(&s.get_name()))
 }
 
 /// Parses the command line into the program's clap type `C` and counts its
@@ -302,6 +309,23 @@ mod tests {
         assert_eq!(
             count_matches("flagtest", &cmd, &m),
             ["flagtest/command:build"]
+        );
+        // The same through a built command, as `parse` counts (clap adds
+        // `help` subcommands when it builds).
+        let built = |args: &[&str]| {
+            let mut cmd = Cli::command();
+            let m = cmd.try_get_matches_from_mut(args).unwrap();
+            count_matches("flagtest", &cmd, &m)
+        };
+        assert_eq!(
+            built(&["mytool", "--verbose", "telemetry", "report", "--dry-run"]),
+            ["flagtest/command:telemetry.report", "flagtest/flag:verbose"]
+        );
+        // Turning telemetry off counts nothing at all.
+        assert!(built(&["mytool", "--verbose", "telemetry", "off"]).is_empty());
+        assert_eq!(
+            built(&["mytool", "telemetry", "local"]),
+            ["flagtest/command:telemetry.local"]
         );
     }
 }

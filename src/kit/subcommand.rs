@@ -46,6 +46,27 @@ pub(crate) const NAMES: &[&str] = &[
     "on", "off", "local", "status", "view", "report", "upload", "clean",
 ];
 
+/// Whether a command line (the program's name first, as
+/// `std::env::args_os()` gives it) runs the mounted `telemetry off`: the
+/// words `telemetry` and `off` side by side, before any `--`. Read by
+/// [`crate::Telemetry::start`], before the toolchain parses its command
+/// line, so that this run starts off and writes nothing but the mode file.
+/// Two such words given as another command's values only leave that run
+/// uncounted.
+pub(crate) fn turns_off<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> bool {
+    let mut previous_was_telemetry = false;
+    for a in args.into_iter().skip(1) {
+        if a == "--" {
+            return false;
+        }
+        if previous_was_telemetry && a == "off" {
+            return true;
+        }
+        previous_was_telemetry = a == "telemetry";
+    }
+    false
+}
+
 /// The `telemetry` subcommand's own subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TelemetryCommand {
@@ -174,8 +195,37 @@ fn no_web_view(ns: &str) -> String {
     )
 }
 
-#[cfg(all(test, not(feature = "web-view")))]
+#[cfg(test)]
 mod tests {
+    use super::turns_off;
+
+    fn args(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_command_line_of_telemetry_off_is_recognized() {
+        for yes in [
+            &["mytool", "telemetry", "off"][..],
+            &["mytool", "--verbose", "telemetry", "off"],
+            &["mytool", "telemetry", "off", "--verbose"],
+        ] {
+            assert!(turns_off(args(yes)), "{yes:?}");
+        }
+        for no in [
+            &["mytool", "telemetry", "on"][..],
+            &["mytool", "telemetry", "status"],
+            &["mytool", "off"],
+            &["telemetry", "off"],
+            &["mytool", "telemetry"],
+            &["mytool", "run", "--", "telemetry", "off"],
+            &["mytool", "telemetry", "local", "off"],
+        ] {
+            assert!(!turns_off(args(no)), "{no:?}");
+        }
+    }
+
+    #[cfg(not(feature = "web-view"))]
     #[test]
     fn without_the_feature_the_command_to_run_is_named() {
         let m = super::no_web_view("mytool");

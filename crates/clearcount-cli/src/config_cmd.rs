@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Check the collection config against the declared counters and print
-    /// every problem as `file:line: message`.
+    /// every problem as `file:line: message`. The defaults are the README's
+    /// layout, from the directory that holds it (this repository's
+    /// `config/` has the same layout).
     Check {
         /// The collection config.
-        #[arg(long, default_value = "config/config.toml")]
+        #[arg(long, default_value = "config.toml")]
         config: PathBuf,
         /// The directory of declared counters (`<program>.toml` files).
-        #[arg(long, default_value = "config/counters")]
+        #[arg(long, default_value = "counters")]
         counters: PathBuf,
     },
     /// Create a signing key pair (the secret key is not encrypted: keep it
@@ -45,7 +47,7 @@ pub(crate) enum ConfigCommand {
     /// given); exits 0 only for a good signature on a valid config.
     Verify {
         /// The public key file (or its base64 line).
-        #[arg(long, value_name = "FILE", default_value = "config/clearcount.pub")]
+        #[arg(long, value_name = "FILE")]
         public_key: String,
         /// The signature file; default CONFIG.minisig.
         #[arg(long)]
@@ -90,6 +92,11 @@ fn read(path: &Path) -> Result<String, String> {
 
 pub(crate) fn check_paths(config: &Path, counters: &Path) -> Result<Vec<String>, String> {
     let shown = config.display().to_string();
+    if !config.exists() {
+        return Err(format!(
+            "{shown} does not exist: run this where the config and counters/ are, or name them with --config and --counters"
+        ));
+    }
     let text = read(config)?;
     let mut problems = Vec::new();
     let cfg = CollectionConfig::parse(&text, &shown);

@@ -372,13 +372,28 @@ fn publish_to_demo_log(
     log.publish(config, &key).map_err(|e| e.to_string())
 }
 
-/// Removes the demo's temporary files when the demo ends, however it ends.
-struct TempData(Option<PathBuf>);
+/// The demo's files: removed when the demo ends, however it ends, unless
+/// they are kept (`--data`); either way it says so.
+struct DemoFiles {
+    dir: PathBuf,
+    remove: bool,
+}
 
-impl Drop for TempData {
+impl Drop for DemoFiles {
     fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
+        let d = self.dir.display();
+        if !self.remove {
+            println!("demo: stopped; its files are kept in {d}");
+        } else {
+            match std::fs::remove_dir_all(&self.dir) {
+                Ok(()) => println!(
+                    "demo: stopped; removed {d} (the server's store, the config and its log, the throwaway keys, the installations)"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    println!("demo: stopped")
+                }
+                Err(e) => eprintln!("demo: stopped, but could not remove {d}: {e}"),
+            }
         }
     }
 }
@@ -386,17 +401,21 @@ impl Drop for TempData {
 /// Runs the demo.
 pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
     let started = Instant::now();
-    let (data, _cleanup) = match &args.data {
-        Some(d) => (d.clone(), TempData(None)),
-        None => {
-            let d = std::env::temp_dir().join(format!(
+    let files = match &args.data {
+        Some(d) => DemoFiles {
+            dir: d.clone(),
+            remove: false,
+        },
+        None => DemoFiles {
+            dir: std::env::temp_dir().join(format!(
                 "clearcount-demo-{}-{}",
                 chrono::Utc::now().format("%Y%m%d-%H%M%S"),
                 std::process::id()
-            ));
-            (d.clone(), TempData(Some(d)))
-        }
+            )),
+            remove: true,
+        },
     };
+    let data = files.dir.clone();
     let keys = data.join("keys");
     let config_dir = data.join("config");
     let counters_dir = config_dir.join("counters");
@@ -545,9 +564,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
     println!();
     println!("  charts:        {base}/charts");
     println!("  archive:       {base}/data/");
-    println!(
-        "  config:        {base}/config (and its config log; audit it with `clearcount config audit {base}/log`)"
-    );
+    println!("  config:        {base}/config");
+    println!("  config log:    {base}/log/ (audit it with `clearcount config audit {base}/log`)");
     println!("  counters:      {base}/counters");
     println!();
     println!(
@@ -583,7 +601,6 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
         server
             .join()
             .map_err(|_| "the server thread panicked".to_string())??;
-        println!("demo: done");
         return Ok(());
     }
     println!();

@@ -37,7 +37,7 @@ pub(crate) struct KeygenArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LogInitArgs {
     /// The log directory to create (it must not hold a log yet).
-    #[arg(long, value_name = "DIR", default_value = "config/log")]
+    #[arg(long, value_name = "DIR", default_value = "log")]
     log: PathBuf,
     /// The log's verifier key (a file, or the key itself).
     #[arg(long, value_name = "VKEY")]
@@ -52,10 +52,10 @@ pub(crate) struct LogInitArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct PublishArgs {
     /// The collection config to publish.
-    #[arg(long, default_value = "config/config.toml")]
+    #[arg(long, default_value = "config.toml")]
     config: PathBuf,
     /// The directory of declared counters it is checked against.
-    #[arg(long, default_value = "config/counters")]
+    #[arg(long, default_value = "counters")]
     counters: PathBuf,
     /// The minisign secret key: the config is signed (CONFIG.minisig is
     /// written). Without it, the existing CONFIG.minisig must verify with
@@ -70,7 +70,7 @@ pub(crate) struct PublishArgs {
     #[arg(long, value_name = "SKEY")]
     log_key: PathBuf,
     /// The log directory (made by `config log-init`).
-    #[arg(long, value_name = "DIR", default_value = "config/log")]
+    #[arg(long, value_name = "DIR", default_value = "log")]
     log: PathBuf,
     #[command(flatten)]
     witnesses: WitnessArgs,
@@ -94,7 +94,7 @@ pub(crate) struct WitnessArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CosignArgs {
     /// The log directory.
-    #[arg(long, value_name = "DIR", default_value = "config/log")]
+    #[arg(long, value_name = "DIR", default_value = "log")]
     log: PathBuf,
     /// Without --witness: every witness of the log's policy that has a URL.
     #[command(flatten)]

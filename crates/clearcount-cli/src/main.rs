@@ -12,9 +12,13 @@
 //! | `serve`, `merge` | the collection server, the archive rebuild | `serve_cmd.rs`, over `clearcount-server` |
 //! | `demo` | the whole flow on this machine | `demo.rs` |
 //!
-//! Errors are one line on stderr and a non-zero exit status, never a panic.
+//! `clearcount --help` lists the commands by who uses them ([`GROUPS`]).
+//!
+//! Errors are one line on stderr, never a panic. The exit status is the
+//! same rule everywhere ([`EXIT_STATUS`]): 0 done, 1 refused or failed, 2
+//! a usage error (clap's).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use clearcount::kit::subcommand::TelemetryCommand;
 
 mod audit_cmd;
@@ -25,6 +29,57 @@ mod http;
 mod log_cmd;
 mod serve_cmd;
 mod witness_cmd;
+
+/// The commands, by who uses them, in the order `--help` lists them.
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "Your telemetry (of the toolchain named by --namespace NS)",
+        &[
+            "status", "view", "report", "upload", "on", "off", "local", "clean", "dump",
+        ],
+    ),
+    ("Config maintainers", &["config"]),
+    ("Server operators", &["serve", "merge", "witness"]),
+    ("Try the whole flow", &["demo"]),
+];
+
+/// The exit status rule, said in `--help` and followed by every command.
+const EXIT_STATUS: &str =
+    "Exit status: 0 done, 1 refused or failed (one line on stderr says why), 2 usage error.";
+
+/// The help template: clap's, with the commands listed in [`GROUPS`].
+fn help_template(cmd: &clap::Command) -> String {
+    let width = GROUPS
+        .iter()
+        .flat_map(|(_, names)| names.iter())
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0);
+    let mut groups = String::new();
+    for (heading, names) in GROUPS {
+        groups.push_str(heading);
+        groups.push_str(":\n");
+        for name in *names {
+            let about = cmd
+                .find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            groups.push_str(&format!("  {name:<width$}  {about}\n"));
+        }
+        groups.push('\n');
+    }
+    format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{groups}Options:\n{{options}}\n\nRun `clearcount COMMAND --help` for a command's options. {EXIT_STATUS}{{after-help}}"
+    )
+}
+
+/// The command line, with the grouped help.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let template = help_template(&cmd);
+    cmd.help_template(template)
+}
 
 /// The `clearcount` command line.
 #[derive(Debug, Parser)]
@@ -83,9 +138,15 @@ enum Command {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Telemetry(t) => {
-            let ns = cli
-                .namespace
-                .ok_or("this command needs --namespace NS (or CLEARCOUNT_NAMESPACE)")?;
+            let Some(ns) = cli.namespace else {
+                // A usage error (exit 2), with clap's usage line.
+                command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "this command needs the toolchain's namespace: --namespace NS (or CLEARCOUNT_NAMESPACE=NS), e.g. --namespace mytool",
+                    )
+                    .exit()
+            };
             clearcount::kit::subcommand::run_as(&format!("clearcount --namespace {ns}"), &ns, t)
         }
         Command::Dump { json, files } => dump::run(&files, json),
@@ -103,7 +164,10 @@ fn main() {
     // else, as every instrumented program must (its upload child re-runs
     // this executable).
     demo::start_if_tool();
-    let cli = match Cli::try_parse() {
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -114,5 +178,37 @@ fn main() {
     if let Err(e) = run(cli) {
         eprintln!("clearcount: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command is listed once in the grouped help, under a group.
+    #[test]
+    fn every_command_is_in_one_group() {
+        let cmd = Cli::command();
+        let listed: Vec<&str> = GROUPS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+        let mut visible: Vec<&str> = cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name())
+            .collect();
+        visible.sort_unstable();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, visible, "GROUPS lists each visible command once");
+        let help = command().render_help().to_string();
+        for (heading, names) in GROUPS {
+            let at = help.find(&format!("{heading}:\n")).expect(heading);
+            for name in *names {
+                assert!(
+                    help[at..].contains(&format!("\n  {name} ")),
+                    "{name}:\n{help}"
+                );
+            }
+        }
+        assert!(help.contains(EXIT_STATUS), "{help}");
     }
 }

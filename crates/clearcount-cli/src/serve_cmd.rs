@@ -37,7 +37,7 @@ pub(crate) struct ServeArgs {
     /// other client from --log. Repeatable.
     #[arg(long, value_name = "DIR")]
     pub(crate) also_log: Vec<PathBuf>,
-    /// Directory of declared-counter files (config/counters/*.toml).
+    /// Directory of declared-counter files (`<program>.toml`, e.g. counters/).
     #[arg(long, value_name = "DIR")]
     pub(crate) counters: Option<PathBuf>,
     /// Charts hide a bucket seen in fewer than this many reports in a week,
@@ -169,6 +169,12 @@ fn recosign_loop(log: &std::path::Path, every: Duration) {
 /// Rebuilds every week's archive file, then the static site; prints what it
 /// did.
 pub(crate) fn run_merge(args: MergeArgs) -> Result<(), String> {
+    if !args.data.contains("://") && !std::path::Path::new(&args.data).is_dir() {
+        return Err(format!(
+            "{} is not a directory: give the data store `clearcount serve --data` writes",
+            args.data
+        ));
+    }
     if args.tables_only {
         let t = clearcount_server::tables_blocking(&args.data, args.min_reports)?;
         println!(

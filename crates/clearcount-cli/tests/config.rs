@@ -34,6 +34,14 @@ fn config_check_command() {
             .arg(root().join("config/counters")),
     );
     assert!(out.contains(": ok (checked against "), "{out}");
+    // the defaults are the README's layout (config.toml and counters/ side
+    // by side), which the published config/ has too
+    let out = run_ok(
+        clearcount()
+            .current_dir(root().join("config"))
+            .args(["config", "check"]),
+    );
+    assert_eq!(out.trim_end(), "config.toml: ok (checked against counters)");
     // an undeclared counter and a wrong depth are both reported
     let dir = TempDir::new("check");
     let published = std::fs::read_to_string(root().join("config/config.toml")).unwrap();
@@ -273,16 +281,19 @@ fn published_config_verifies_with_the_command() {
             .args(["config", "verify", "--public-key", b64])
             .arg(root().join("config/config.toml")),
     );
-    // the default key is config/clearcount.pub, from where the command runs
-    run_ok(
-        clearcount()
-            .current_dir(root())
-            .args(["config", "verify", "config/config.toml"]),
-    );
+    // no default key: a layout has none that fits every toolchain, so the
+    // key must be named (a usage error, exit 2, otherwise)
+    let out = clearcount()
+        .current_dir(root().join("config"))
+        .args(["config", "verify", "config.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("--public-key"), "{out:?}");
     let err = run_err(
         clearcount()
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-            .args(["config", "verify"])
+            .args(["config", "verify", "--public-key", "clearcount.pub"])
             .arg(root().join("config/config.toml")),
     );
     assert!(err.contains("public key file not found"), "{err}");

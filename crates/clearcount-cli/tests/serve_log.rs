@@ -160,7 +160,10 @@ fn serve_refuses_a_config_it_cannot_verify() {
     let err = refused(serve_cmd(d, &["--public-key", &key]));
     assert!(err.contains("not in the config log"), "{err}");
     let err = refused(serve_cmd(d, &["--public-key", &key, "--log", &key]));
-    assert!(err.contains("holds no log"), "{err}");
+    assert!(
+        err.contains("is not a config log: it has no log.vkey"),
+        "{err}"
+    );
 
     // Published, then its checkpoint tampered with.
     publish(d, 11);

@@ -691,6 +691,8 @@ fn router(state: Arc<AppState>) -> Router {
             "/config.toml.tlog-proof",
             get(config_log::config_tlog_proof),
         )
+        .route("/log", get(pages::log_redirect))
+        .route("/log/", get(pages::log_index))
         .route("/log/{file}", get(config_log::log_file))
         .route("/log/checkpoints/{size}", get(config_log::log_checkpoint))
         .route("/log/entries/{index}", get(config_log::log_entry))

@@ -7,12 +7,13 @@
 //! | `/data/`, `/data/<week>.ndjson`, `/data/<week>.parquet`, `/data/<week>.csv` | the archive files and their tables (see `tables.rs`), downloadable, with their sizes |
 //! | `/config` | the config in force, its signature, the public key, its config log (every version, the latest checkpoint and its cosignatures, how to audit it), every version served |
 //! | `/config.toml`, `/config.toml.minisig`, `/public.key`, `/config/history/<file>` | the same as raw files |
+//! | `/log/` | the config log: its key and policy, every entry, the latest checkpoint and its cosignatures, links to every file, how to audit it |
 //! | `/config.toml.proof`, `/config.toml.tlog-proof`, `/log/…` | the config log's proofs and files (see `config_log.rs`) |
 //! | `/counters` | the declared counters with their descriptions |
 //!
 //! # Built once per change, served from memory
 //!
-//! The pages `/`, `/charts`, `/data/`, `/config` and `/counters` are built
+//! The pages `/`, `/charts`, `/data/`, `/config`, `/log/` and `/counters` are built
 //! by one task ([`keep_pages`]) and kept as bytes; a request only clones
 //! them. The task builds when something they show changed: a merge
 //! committed in this process (it is woken at once), the config in force
@@ -93,6 +94,7 @@ pub(crate) struct Built {
     charts: Bytes,
     data: Bytes,
     config: Bytes,
+    log: Bytes,
     counters: Bytes,
 }
 
@@ -259,6 +261,7 @@ async fn build(
                 charts: p.charts.clone(),
                 data: p.data.clone(),
                 config: p.config.clone(),
+                log: p.log.clone(),
                 counters: p.counters.clone(),
             };
             state.pages.current.send_replace(Some(Arc::new(same)));
@@ -286,6 +289,7 @@ async fn build(
             charts: p.charts.clone(),
             data,
             config: p.config.clone(),
+            log: p.log.clone(),
             counters: p.counters.clone(),
         };
         state.pages.current.send_replace(Some(Arc::new(same)));
@@ -341,11 +345,16 @@ async fn build(
                 &(render::config_body(l, cfg.as_deref(), public_key.as_deref(), &history)
                     + &store_line),
             ),
+            html(
+                "Config log",
+                l.config(),
+                &render::log_body(l, cfg.as_ref().and_then(|c| c.log.as_deref())),
+            ),
             html("Counters", COUNTERS, &counters_body(config, declared)),
         ])
     })
     .await?;
-    let [index, charts, data, config, counters] = pages;
+    let [index, charts, data, config, log, counters] = pages;
     Ok(Some(Built {
         generation,
         commits,
@@ -357,6 +366,7 @@ async fn build(
         charts,
         data,
         config,
+        log,
         counters,
     }))
 }
@@ -468,6 +478,15 @@ pub(crate) async fn data_index(State(state): State<Arc<AppState>>, headers: Head
 
 pub(crate) async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     cached(&state, &headers, |b| &b.config).await
+}
+
+pub(crate) async fn log_redirect() -> Redirect {
+    Redirect::permanent("/log/")
+}
+
+/// `/log/`: the config log as a page (its files are under it).
+pub(crate) async fn log_index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    cached(&state, &headers, |b| &b.log).await
 }
 
 pub(crate) async fn counters(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

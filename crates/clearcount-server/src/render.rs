@@ -549,6 +549,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The body of the config log's own page (`/log/`): what
+/// [`config_body`] shows of the log, and links to every file of the log.
+pub fn log_body(links: Links, log: Option<&ServedLog>) -> String {
+    let mut body = String::from("<h1>Config log</h1>");
+    match log {
+        None => body.push_str(
+            r#"<p class="lead">This server serves no config log (it has no collection config).</p>"#,
+        ),
+        Some(log) => {
+            let _ = write!(
+                body,
+                r#"<p class="lead">The append-only public log of every collection config published, for clients, auditors and witnesses. Its files, as plain text: <a href="{}">log.vkey</a>, {}<a href="{}">checkpoint</a>, <a href="{}">checkpoints</a> (the sizes published; each at <code>checkpoints/SIZE</code>) and <code>entries/INDEX</code> (each entry, linked below). The config in force is on the <a href="{}">config page</a>.</p>"#,
+                esc(&links.log_file("log.vkey")),
+                if log.has_policy {
+                    format!(r#"<a href="{}">policy</a>, "#, esc(&links.log_file("policy")))
+                } else {
+                    String::new()
+                },
+                esc(&links.log_file("checkpoint")),
+                esc(&links.log_file("checkpoints")),
+                links.config(),
+            );
+            body.push_str(&log_section(links, log));
+        }
+    }
+    body
+}
+
 /// The config log's part of the config page: the log key and policy,
 /// every entry (newest first), the latest checkpoint and who signed it,
 /// and how to audit the log and what a client fetches.
@@ -659,7 +687,7 @@ fn log_section(links: Links, log: &ServedLog) -> String {
         (Some(u), _) => (esc(u), String::new()),
         (None, Links::Live) => (
             "URL/log".to_owned(),
-            " (URL: this server's address, this page's without <code>/config</code>)".to_owned(),
+            " (URL: this server's address)".to_owned(),
         ),
         (None, Links::Static) => (
             "URL/config/log".to_owned(),

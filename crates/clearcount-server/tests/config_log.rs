@@ -232,7 +232,10 @@ fn refuses_to_start_with_a_config_it_cannot_verify() {
         log: Some(bare.0.clone()),
         ..options(&bare.0)
     });
-    assert!(err.contains("holds no log"), "{err}");
+    assert!(
+        err.contains("is not a config log: it has no log.vkey"),
+        "{err}"
+    );
     // The log given explicitly: it starts.
     start_and_stop(ServerOptions {
         log: Some(p.log.clone()),
@@ -394,12 +397,34 @@ fn serves_the_log_and_bundles_clients_accept() {
         "/log/checkpoints/0",
         "/log/checkpoints/4",
         "/log/nothing",
-        "/log/",
     ] {
         let g = get(&format!("{base}{missing}"));
         assert_eq!(g.status, 404, "{missing}: {}", g.body);
         assert!(g.csp, "{missing}");
     }
+    // `/log/` itself (where `serve --help` says the log is served) is a
+    // page: the log's entries, its checkpoint, links to every file.
+    let g = get(&format!("{base}/log/"));
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert!(
+        g.content_type.starts_with("text/html"),
+        "{}",
+        g.content_type
+    );
+    assert!(g.csp);
+    for needle in [
+        "<h1>Config log</h1>",
+        "href=\"/log/log.vkey\"",
+        "href=\"/log/checkpoint\"",
+        "href=\"/log/checkpoints\"",
+        "href=\"/log/entries/2\"",
+        "href=\"/log/checkpoints/3\"",
+        "clearcount config audit URL/log",
+    ] {
+        assert!(g.body.contains(needle), "{needle}: {}", g.body);
+    }
+    assert!(!g.body.contains("href=\"/log/policy\""), "no policy here");
+    assert!(g.body.contains(file("checkpoint").lines().nth(2).unwrap()));
 
     // The config page shows the log.
     let page = get(&format!("{base}/config")).body;

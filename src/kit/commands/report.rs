@@ -3,6 +3,11 @@
 //! `report --dry-run` and `upload` use the toolchain's own upload settings
 //! (`upload/settings.rs`): the dry run takes the path the background upload
 //! takes, sending and recording nothing.
+//!
+//! Exit status (every command: 0 done, 1 refused or failed): `report` when
+//! off is refused (no report is made); `report --dry-run` when off is done:
+//! it answers that nothing would be sent; `upload` fails when a report was
+//! kept for a later day, refused by the server, or unreadable.
 
 use crate::upload::{self, Action, RunOptions};
 use crate::weekly;
@@ -82,7 +87,14 @@ pub fn report(ns: &str, dry_run: bool) -> Result<(), String> {
     let dir = telemetry_dir(ns)?;
     let eff = crate::mode::effective(ns, Some(&dir), crate::mode::Mode::Local);
     if eff.mode == crate::mode::Mode::Off {
-        return Err("telemetry is off: no reports are made".into());
+        if dry_run {
+            eprintln!("telemetry is off: nothing would be sent");
+            return Ok(());
+        }
+        return Err(format!(
+            "telemetry is off: no reports are made (`{} local` turns counting back on)",
+            super::invoked_as(ns)
+        ));
     }
     if !dry_run {
         let b = weekly::build_pending(&dir, crate::clock::now());
@@ -176,16 +188,20 @@ pub fn upload(ns: &str) -> Result<(), String> {
     if r.weeks.is_empty() {
         println!("nothing to upload");
     }
-    let mut retry = None;
+    let mut failed = Vec::new();
     for (w, a) in &r.weeks {
         println!("{}", upload::describe_action(w, a));
-        if let Action::Retry(why) = a {
-            retry.get_or_insert(why.clone());
+        match a {
+            Action::Retry(why) => failed.push(format!("week {w} kept for a later day ({why})")),
+            Action::Dropped(why) => failed.push(format!("week {w} dropped: the {why}")),
+            Action::Unreadable(why) => failed.push(format!("week {w} unreadable ({why})")),
+            _ => {}
         }
     }
-    match retry {
-        Some(why) => Err(format!("upload did not complete: {why}")),
-        None => Ok(()),
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("upload did not complete: {}", failed.join("; ")))
     }
 }
 

@@ -216,16 +216,18 @@ pub fn set_mode(ns: &str, m: Mode) -> Result<(), String> {
         let first = match crate::week::read_start(&dir) {
             Some(start) => {
                 let b = crate::week::week_begin(since, start);
-                if b == since {
+                let b = if b == since {
                     b
                 } else {
                     b + chrono::Days::new(7)
-                }
+                };
+                format!("the first begins on {b}")
             }
-            None => since,
+            // No week start drawn yet: it is drawn at the first count.
+            None => "the first begins within 7 days".to_string(),
         };
         println!(
-            "{} (the first begins on {first}); see `{} report --dry-run` for what would be sent",
+            "{} ({first}); see `{} report --dry-run` for what would be sent",
             ON_MEANS.replace("today", &since.to_string()),
             super::invoked_as(ns)
         );

@@ -338,7 +338,7 @@ impl LogDir {
         let root = dir.as_ref().to_path_buf();
         if !root.join(Self::VKEY).is_file() {
             return Err(LogError::Invalid(format!(
-                "{} holds no log (no {})",
+                "{} is not a config log: it has no {} (`clearcount config log-init` makes one)",
                 root.display(),
                 Self::VKEY
             )));
