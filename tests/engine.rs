@@ -32,14 +32,11 @@ fn tool(dir: &Path) -> Command {
     c
 }
 
-/// All counter files under `dir`, parsed (panics on a corrupt one).
+/// All counter files under `dir`, parsed (panics on a corrupt one); not
+/// a file another process is still creating under a temporary name.
 fn counts(dir: &Path) -> Vec<(PathBuf, CounterFile)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir.join("example").join("counts")) else {
-        return out;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
+    for p in common::counter_files(&dir.join("example").join("counts")) {
         let parsed = clearcount::dump(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         out.push((p, parsed));
     }

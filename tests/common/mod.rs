@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -98,4 +98,25 @@ pub fn cli() -> PathBuf {
         );
     }
     exe
+}
+
+/// The counter files in `dir` (a namespace's `counts/`), sorted. A file
+/// being created is written under a temporary name (`.NAME.RANDOM.tmp`)
+/// and renamed into place, so a listing taken while another process
+/// creates one can show that name, gone a moment later: it is not a
+/// counter file yet, and readers (as the engine's own) skip it.
+pub fn counter_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".v1.count"))
+        })
+        .collect();
+    v.sort();
+    v
 }
