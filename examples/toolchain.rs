@@ -58,6 +58,13 @@
 //! kind = "plain"
 //! description = "Which fatal signal ended the tool, if one did (a crash in unsafe or C code, an abort)."
 //! question = "How often does the tool die of something other than a panic?"
+//!
+//! [[counter]]
+//! name = "crash/signal-stack"
+//! kind = "stack"
+//! depth = 16
+//! description = "Where a fatal signal hit: function names and line offsets, at most 16 frames; counted by the next run (Linux x86-64)."
+//! question = "Where does the tool die of a signal?"
 //! ```
 
 use clap::{Parser, Subcommand};

@@ -15,6 +15,7 @@
 //! | `reports/` | local reports, full and filtered |
 //! | `upload/` | a copy of every report sent |
 //! | `corrupt/` | counter files set aside as corrupt |
+//! | `crashes/` | stacks of crashes, kept by the crash counter until the next run names them |
 
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ pub const REPORTS: &str = "reports";
 pub const UPLOAD: &str = "upload";
 /// Corrupt files set aside.
 pub const CORRUPT: &str = "corrupt";
+/// Crash stacks waiting to be named.
+pub const CRASHES: &str = crate::crashstack::DIR;
 
 /// Checks a namespace: 1 to 64 bytes of lower-case ASCII letters, digits,
 /// `-` and `_`, starting with a letter.

@@ -117,6 +117,7 @@
 mod clock;
 pub mod counter;
 mod countfile;
+mod crashstack;
 mod dirs;
 mod format;
 mod fsutil;

@@ -183,7 +183,15 @@ impl StackCounter {
             found = crate::sys::frames::function_start(frame) == marker;
             true
         });
-        let entry = self.entry_for(&frames, skip);
+        let sites: Vec<Site<'_>> = frames
+            .iter()
+            .map(|frame| Site {
+                ret: frame.ip() as usize,
+                func_start: crate::sys::frames::function_start(frame),
+                frame: Some(frame),
+            })
+            .collect();
+        let entry = self.entry_for(&sites, skip);
         let entry = if std::ptr::eq(entry, &DROP)
             || seen.recorded.iter().any(|e| std::ptr::eq(*e, entry))
         {
@@ -199,12 +207,46 @@ impl StackCounter {
         entry.add(1);
     }
 
-    /// Symbolizes `frames` into a stack counter name and finds its entry.
-    fn entry_for(&self, frames: &[backtrace::Frame], skip: &[&str]) -> &'static Entry {
+    /// Adds one to the counter of a stack walked elsewhere: a crash's,
+    /// walked from a copy of its stack. `sites` are, innermost first, each
+    /// frame's address to name it by (a return address, or for the
+    /// innermost frame the faulting instruction plus one) and its
+    /// function's start (0 if unknown), as addresses of this process.
+    /// Leading frames whose name starts with one of `skip` are left out.
+    pub(crate) fn inc_sites(&self, sites: &[(usize, usize)], skip: &[&str]) {
+        if crate::telemetry::is_off() || self.depth == 0 || sites.is_empty() {
+            return;
+        }
+        let sites: Vec<Site<'_>> = sites
+            .iter()
+            .map(|&(ret, func_start)| Site {
+                ret,
+                func_start,
+                frame: None,
+            })
+            .collect();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = self.entry_for(&sites, skip);
+        let entry = if std::ptr::eq(entry, &DROP)
+            || seen.recorded.iter().any(|e| std::ptr::eq(*e, entry))
+        {
+            entry
+        } else if seen.recorded.len() < MAX_STACKS {
+            seen.recorded.push(entry);
+            entry
+        } else {
+            &DROP
+        };
+        drop(seen);
+        entry.add(1);
+    }
+
+    /// Symbolizes `sites` into a stack counter name and finds its entry.
+    fn entry_for(&self, sites: &[Site<'_>], skip: &[&str]) -> &'static Entry {
         let mut lines: Vec<String> = Vec::new();
         let mut leading = true;
-        'frames: for frame in frames {
-            let ret = frame.ip() as usize;
+        'frames: for site in sites {
+            let ret = site.ret;
             let mut start: Option<(u32, Option<PathBuf>)> = None;
             let mut syms: Vec<(String, Option<u32>, Option<PathBuf>)> = Vec::new();
             if crate::unwind::backtrace_knows(ret) {
@@ -212,17 +254,23 @@ impl StackCounter {
                 // address and take the outermost symbol there. `resolve`
                 // looks up the address minus one (it expects return
                 // addresses), so add one to land on the first instruction.
-                let first = crate::sys::frames::function_start(frame).wrapping_add(1);
-                backtrace::resolve(first as *mut std::ffi::c_void, |s| {
-                    start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
-                });
-                backtrace::resolve_frame(frame, |sym| {
+                if site.func_start != 0 {
+                    let first = site.func_start.wrapping_add(1);
+                    backtrace::resolve(first as *mut std::ffi::c_void, |s| {
+                        start = s.lineno().map(|l| (l, s.filename().map(PathBuf::from)));
+                    });
+                }
+                let push = |sym: &backtrace::Symbol| {
                     let func = sym
                         .name()
                         .map(|n| clean(&format!("{n:#}")))
                         .unwrap_or_else(|| "?".into());
                     syms.push((func, sym.lineno(), sym.filename().map(PathBuf::from)));
-                });
+                };
+                match site.frame {
+                    Some(frame) => backtrace::resolve_frame(frame, push),
+                    None => backtrace::resolve(ret as *mut std::ffi::c_void, push),
+                }
             }
             if syms.is_empty() {
                 let func =
@@ -276,6 +324,16 @@ impl StackCounter {
         }
         registry::find_or_insert(&name, crate::telemetry::attach_new).unwrap_or(&DROP)
     }
+}
+
+/// A frame to name: the address to look up (a return address), where its
+/// function starts (0: unknown), and the system unwinder's frame if the
+/// walk came from it (resolved as such: on Windows that keeps its inlined
+/// frames).
+struct Site<'a> {
+    ret: usize,
+    func_start: usize,
+    frame: Option<&'a backtrace::Frame>,
 }
 
 /// The Rust runtime's frames below `main`: a stack ends there. (Names are

@@ -380,6 +380,12 @@ pub fn week_thread_running() -> bool {
     THREAD_RUNNING.load(Ordering::Acquire)
 }
 
+/// The telemetry directory this process counts under, once its week file
+/// was opened there.
+pub(crate) fn dir() -> Option<&'static Path> {
+    CTX.get().map(|c| c.dir.as_path())
+}
+
 /// What the process started with, if telemetry was started.
 pub fn started() -> Option<&'static Started> {
     STARTED.get()

@@ -39,6 +39,8 @@ use crate::sys::{with_fast_unwind as fast, without_fast_unwind as slow};
 
 fast! {
 mod imp {
+    use super::Object;
+    use crate::sys::crash::Registers;
     use crate::sys::unwind as sys;
     use gimli::{
         BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, Pointer, RegisterRule,
@@ -262,6 +264,78 @@ mod imp {
         None
     }
 
+    /// Walks a copy of a crashed thread's stack (see [`walk_copy`](super::walk_copy)).
+    pub(crate) fn walk_copy(
+        regs: Registers,
+        stack_at: u64,
+        stack: &[u8],
+        here: &dyn Fn(u64) -> Option<u64>,
+        out: &mut [(usize, usize)],
+    ) -> usize {
+        // A word of the copy, by its address in the crashed process.
+        let read = |addr: u64| -> Option<u64> {
+            let off = usize::try_from(addr.checked_sub(stack_at)?).ok()?;
+            let word = stack.get(off..off.checked_add(8)?)?;
+            Some(u64::from_le_bytes(word.try_into().ok()?))
+        };
+        let (mut sp, mut bp) = (regs.sp, regs.bp);
+        let Some(mut pc) = here(regs.pc) else {
+            return 0;
+        };
+        let mut n = 0;
+        while n < out.len() {
+            // The innermost frame is at its exact address; callers are
+            // looked up just before their return address.
+            let innermost = n == 0;
+            let lookup = if innermost { pc } else { pc - 1 };
+            let rule = match compute(lookup) {
+                Some(Step::Frame(rule)) => Some(rule),
+                Some(Step::End) => return n,
+                _ => None,
+            };
+            let name_at = if innermost { pc + 1 } else { pc };
+            out[n] = (name_at as usize, rule.map_or(0, |r| r.func_start as usize));
+            n += 1;
+            let Some(rule) = rule else { return n };
+            let step = || -> Option<(u64, u64, u64)> {
+                let cfa = if rule.cfa_from_bp { bp } else { sp }.checked_add_signed(rule.cfa_off)?;
+                let ra = read(cfa.checked_add_signed(rule.ra_off)?)?;
+                let bp = match rule.bp_off {
+                    Some(off) => read(cfa.checked_add_signed(off)?)?,
+                    None => bp,
+                };
+                Some((cfa, ra, bp))
+            };
+            let Some((cfa, ra, next_bp)) = step() else {
+                return n;
+            };
+            if cfa <= sp || ra == 0 {
+                return n;
+            }
+            (sp, bp) = (cfa, next_bp);
+            match here(ra) {
+                Some(ra) if ra > 0 => pc = ra,
+                _ => return n,
+            }
+        }
+        n
+    }
+
+    /// Every loaded object: where its segments lie, its name, whether it
+    /// is the main program.
+    pub(crate) fn objects() -> Vec<Object> {
+        sys::loaded_objects()
+            .1
+            .into_iter()
+            .map(|o| Object {
+                start: o.start,
+                end: o.end,
+                name: o.name,
+                main: o.main,
+            })
+            .collect()
+    }
+
     /// Load addresses and names of the objects `backtrace` surely lists.
     fn trusted() -> &'static [(u64, Vec<u8>)] {
         static TRUSTED: std::sync::OnceLock<Vec<(u64, Vec<u8>)>> = std::sync::OnceLock::new();
@@ -304,6 +378,21 @@ use imp as plat;
 
 slow! {
 mod plat {
+    use super::Object;
+    use crate::sys::crash::Registers;
+
+    pub(crate) fn walk_copy(
+        _regs: Registers,
+        _stack_at: u64,
+        _stack: &[u8],
+        _here: &dyn Fn(u64) -> Option<u64>,
+        _out: &mut [(usize, usize)],
+    ) -> usize {
+        0
+    }
+    pub(crate) fn objects() -> Vec<Object> {
+        Vec::new()
+    }
     pub(crate) fn unloads() -> Option<u64> {
         None
     }
@@ -364,6 +453,53 @@ pub(crate) fn backtrace_knows(ret: usize) -> bool {
 /// queries).
 pub(crate) fn loader_symbol(ret: usize) -> Option<String> {
     plat::loader_symbol(ret)
+}
+
+/// Whether a crash's stack can be kept and walked later here: where the
+/// fast walker runs (it reads the unwind tables that walk needs).
+pub(crate) const WALKS_COPIES: bool = cfg!(all(
+    target_os = "linux",
+    target_arch = "x86_64",
+    any(target_env = "gnu", target_env = "musl"),
+    not(clearcount_fallbacks)
+));
+
+/// A loaded object, as [`objects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Object {
+    /// The lowest address of its loaded segments.
+    pub(crate) start: u64,
+    /// The end of its highest loaded segment.
+    pub(crate) end: u64,
+    /// The loader's name for it (empty for the main program).
+    pub(crate) name: Vec<u8>,
+    /// The main program.
+    pub(crate) main: bool,
+}
+
+/// Every loaded object now (none where the loader cannot be asked).
+pub(crate) fn objects() -> Vec<Object> {
+    plat::objects()
+}
+
+/// Walks a copy of a crashed thread's stack, taken by the crash handler
+/// (`stack` holds the crashed process's memory from `stack_at` up), with
+/// this process's unwind tables: `here` turns a code address of the
+/// crashed process into the same code's address in this one (`None` if
+/// this process does not have that code). Writes into `out`, innermost
+/// first, each frame's address to name it by (a return address; for the
+/// innermost frame, the faulting instruction plus one) and its function's
+/// start (0 if unknown), both in this process; returns how many. Stops at
+/// the outermost frame, at the end of the copy, at code it cannot map or
+/// walk, or when `out` is full. Always 0 where [`WALKS_COPIES`] is false.
+pub(crate) fn walk_copy(
+    regs: crate::sys::crash::Registers,
+    stack_at: u64,
+    stack: &[u8],
+    here: &dyn Fn(u64) -> Option<u64>,
+    out: &mut [(usize, usize)],
+) -> usize {
+    plat::walk_copy(regs, stack_at, stack, here, out)
 }
 
 fast! {

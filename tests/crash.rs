@@ -2,7 +2,9 @@
 //! toolchain dies of each kind of fault, once with telemetry on its default
 //! (local) and once with `DO_NOT_TRACK=1` (nothing installed). Both deaths
 //! must look the same (same signal, same exit status) and the week file of
-//! the first must hold exactly one crash count, in the right bucket.
+//! the first must hold exactly one crash count, in the right bucket. Where
+//! crash stacks are kept (Linux on x86-64), the next run names the crash's
+//! stack: exactly once, with the function that crashed first.
 
 #![cfg(feature = "kit")]
 
@@ -13,8 +15,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn toolchain(dir: &Path, kind: &str, off: bool) -> Output {
+    run(dir, &["crash", "--kind", kind], off)
+}
+
+/// The example toolchain with `args`, on `dir`.
+fn run(dir: &Path, args: &[&str], off: bool) -> Output {
     let mut c = Command::new(common::example("toolchain", &["kit"]));
-    c.args(["crash", "--kind", kind])
+    c.args(args)
         .env("CLEARCOUNT_DIR", dir)
         .env("CI", "1") // no first-run notice
         .env_remove("MYTOOL_TELEMETRY")
@@ -112,4 +119,179 @@ fn a_panic_is_not_a_signal() {
     let counts = crash_counts(dir.path());
     assert_eq!(counts.len(), 1, "{counts:?}");
     assert!(counts.keys().all(|k| k.starts_with("crash/panic\n")));
+}
+
+/// Whether this build keeps crash stacks: Linux on x86-64, unless the
+/// portable fallbacks are forced (then, as on every other platform, a
+/// crash counts its signal only).
+#[cfg(unix)]
+const KEEPS_STACKS: bool = cfg!(all(
+    target_os = "linux",
+    target_arch = "x86_64",
+    any(target_env = "gnu", target_env = "musl"),
+    not(clearcount_fallbacks)
+));
+
+/// The records of crash stacks waiting under `dir`.
+#[cfg(unix)]
+fn records(dir: &Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(dir.join("mytool").join("crashes")) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The crash stacks counted under `dir`: each stack's frames, and its count.
+#[cfg(unix)]
+fn crash_stacks(dir: &Path) -> Vec<(Vec<String>, u64)> {
+    crash_counts(dir)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let mut lines = k.lines();
+            (lines.next() == Some("crash/signal-stack"))
+                .then(|| (lines.map(str::to_owned).collect(), v))
+        })
+        .collect()
+}
+
+/// Each kind, a frame its crash stack must hold, and whether that frame
+/// must come first (in a debug build `write_volatile` has a frame of its
+/// own above the one that called it).
+#[cfg(unix)]
+const STACK_FRAMES: &[(&str, &str, bool)] = &[
+    ("segv", "toolchain::die_of:", false),
+    ("bus", "toolchain::bus_error:", false),
+    ("ill", "toolchain::illegal_instruction:", true),
+    ("fpe", "toolchain::divide_by_zero:", true),
+    ("abort", "toolchain::die_of:", true),
+    ("overflow", "toolchain::recurse:", true),
+];
+
+/// The crash's stack is kept by the handler and named by the next run, in
+/// its week file, exactly once: function names and line offsets, the
+/// crashing function first (the C library's and Rust's abort machinery
+/// left out), then its callers down to `main`. Where stacks are not kept,
+/// nothing is written for them and nothing is counted.
+#[cfg(unix)]
+#[test]
+fn the_next_run_names_the_crash_stack_once() {
+    for (kind, frame, first) in STACK_FRAMES {
+        let dir = tempfile::tempdir().unwrap();
+        let out = toolchain(dir.path(), kind, false);
+        assert!(!out.status.success(), "{kind}: {out:?}");
+        let left = records(dir.path());
+        if !KEEPS_STACKS {
+            assert!(left.is_empty(), "{kind}: {left:?}");
+            assert!(run(dir.path(), &["build"], false).status.success());
+            assert!(crash_stacks(dir.path()).is_empty(), "{kind}");
+            continue;
+        }
+        assert_eq!(left.len(), 1, "{kind}: {left:?}");
+        let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".stack"), "{kind}: {name}");
+        // Nothing is named before the next run.
+        assert!(crash_stacks(dir.path()).is_empty(), "{kind}");
+        assert!(run(dir.path(), &["build"], false).status.success());
+        let stacks = crash_stacks(dir.path());
+        assert_eq!(stacks.len(), 1, "{kind}: {stacks:?}");
+        let (frames, n) = &stacks[0];
+        assert_eq!(*n, 1, "{kind}");
+        let at = frames.iter().position(|f| f.starts_with(frame));
+        assert!(at.is_some(), "{kind}: {frame} not in {frames:#?}");
+        if *first {
+            assert_eq!(at, Some(0), "{kind}: {frames:#?}");
+        }
+        if *kind != "overflow" {
+            assert!(
+                frames.iter().any(|f| f.starts_with("toolchain::main:")),
+                "{kind}: {frames:#?}"
+            );
+        }
+        // Function names and line offsets only: no path, no value.
+        for f in frames {
+            assert!(!f.contains('/') && !f.contains(' '), "{kind}: {f}");
+        }
+        assert!(records(dir.path()).is_empty(), "{kind}: the record stays");
+        assert!(!dir.path().join("mytool").join("crashes").exists());
+        // A third run counts nothing more.
+        assert!(run(dir.path(), &["build"], false).status.success());
+        assert_eq!(crash_stacks(dir.path()), stacks, "{kind}: counted twice");
+    }
+}
+
+/// Of runs that start at once after a crash, exactly one names its stack.
+#[cfg(unix)]
+#[test]
+fn runs_that_start_at_once_name_a_crash_stack_once() {
+    if !KEEPS_STACKS {
+        return check_no_records_where_stacks_are_not_kept();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!toolchain(dir.path(), "segv", false).status.success());
+    assert_eq!(records(dir.path()).len(), 1);
+    let bin = common::example("toolchain", &["kit"]);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            Command::new(&bin)
+                .arg("build")
+                .env("CLEARCOUNT_DIR", dir.path())
+                .env("CI", "1")
+                .env_remove("MYTOOL_TELEMETRY")
+                .env_remove("DO_NOT_TRACK")
+                .env_remove("CLEARCOUNT_NOW")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let stacks = crash_stacks(dir.path());
+    let total: u64 = stacks.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1, "{stacks:#?}");
+    assert!(records(dir.path()).is_empty());
+}
+
+/// Where stacks are not kept, a crash writes no record.
+#[cfg(unix)]
+fn check_no_records_where_stacks_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!toolchain(dir.path(), "segv", false).status.success());
+    assert!(records(dir.path()).is_empty());
+}
+
+/// A broken record is deleted and counts nothing; another build's record
+/// is left for that build; the program runs as usual either way.
+#[cfg(unix)]
+#[test]
+fn broken_and_foreign_records_are_handled() {
+    if !KEEPS_STACKS {
+        return check_no_records_where_stacks_are_not_kept();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!toolchain(dir.path(), "segv", false).status.success());
+    let rec = records(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&rec).unwrap();
+    let name = rec.file_name().unwrap().to_string_lossy().into_owned();
+    let crashes = rec.parent().unwrap().to_path_buf();
+    // Ours, cut short; ours, with a bad magic; another build's, whole.
+    std::fs::write(&rec, &bytes[..bytes.len() / 2]).unwrap();
+    let mut bad = bytes.clone();
+    bad[0] ^= 0xff;
+    let bad_path = crashes.join(name.replace(".stack", "1.stack"));
+    std::fs::write(&bad_path, &bad).unwrap();
+    let foreign = crashes.join(format!(
+        "0123456789abcdef-{}",
+        name.split('-').nth(1).unwrap()
+    ));
+    std::fs::write(&foreign, &bytes).unwrap();
+    let out = run(dir.path(), &["build"], false);
+    assert!(out.status.success(), "{out:?}");
+    assert!(crash_stacks(dir.path()).is_empty());
+    assert_eq!(records(dir.path()), vec![foreign.clone()]);
+    // `telemetry clean` removes what is left.
+    let out = run(dir.path(), &["telemetry", "clean"], false);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!crashes.exists());
 }

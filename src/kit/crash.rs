@@ -21,24 +21,70 @@
 //! [`panic`](super::panic)); with `panic = "abort"` both count, `crash/panic`
 //! with its stack and `crash/signal:SIGABRT`.
 //!
-//! No stack is recorded: naming a stack's frames needs the debug
-//! information read, which allocates, and a signal handler must not.
+//! Where the crashed thread's stack can be walked later (Linux on x86-64),
+//! the handler also keeps a copy of it, with system calls only (naming
+//! frames reads debug information, which allocates: a signal handler must
+//! not). The next run of the same program build that calls [`install`]
+//! walks that copy, names its frames as the panic counter does (function
+//! names and line offsets, innermost first, never a value), adds one to the
+//! stack counter [`STACK_COUNTER_NAME`] (`crash/signal-stack`) in its own
+//! week, and deletes the copy (see `crashstack.rs` for the how and the
+//! limits). Elsewhere only the signal is counted.
 //!
-//! Declare the counter in the program's counters file:
+//! Declare the counters in the program's counters file:
 //!
 //! ```toml
 //! [[counter]]
 //! name = "crash/signal:{SIGSEGV,SIGBUS,SIGILL,SIGFPE,SIGABRT}"
 //! description = "Which fatal signal ended the tool, if one did."
+//!
+//! [[counter]]
+//! name = "crash/signal-stack"
+//! kind = "stack"
+//! depth = 16
+//! description = "Where the fatal signal hit: function names and line offsets, at most 16 frames. Counted by the next run."
 //! ```
 
 use crate::registry::{self, Entry};
+use crate::stack::StackCounter;
 use crate::sys::AtomicRef;
-use crate::sys::crash::Crash;
+use crate::sys::crash::{Crash, Registers};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The crash counter's name, before its bucket.
 pub const COUNTER_NAME: &str = "crash/signal";
+
+/// The stack counter of where fatal signals hit.
+pub const STACK_COUNTER_NAME: &str = "crash/signal-stack";
+
+/// Frames a crash stack keeps (the depth the example config declares).
+pub const STACK_DEPTH: usize = 16;
+
+/// The crash stack counter.
+static STACK: StackCounter = StackCounter::new(STACK_COUNTER_NAME, STACK_DEPTH);
+
+/// Leading frames left out of a crash stack: the C library's and Rust's
+/// ways to `abort`, and the panic machinery of a panic that aborts.
+const SKIP: &[&str] = &[
+    "__GI_", // glibc's internal names, where its symbols are installed
+    "__pthread_kill",
+    "pthread_kill",
+    "raise",
+    "gsignal",
+    "abort",
+    "std::sys::",
+    "std::process::abort",
+    "std::panicking",
+    "core::panicking",
+    "std::panic",
+    "core::panic",
+    "std::rt::",
+    "rust_panic",
+    "rust_begin_unwind",
+    "__rustc",
+    "__rust_",
+    "_rust_",
+];
 
 /// Its declaration, buckets expanded as the config writes them.
 pub const DECLARATION: &str = "crash/signal:{SIGSEGV,SIGBUS,SIGILL,SIGFPE,SIGABRT}";
@@ -67,6 +113,11 @@ pub fn install() -> bool {
             slot.store(Some(e));
         }
     }
+    // Name the stacks earlier crashes left, then get ready to keep ours.
+    if let Some(dir) = crate::telemetry::dir() {
+        crate::crashstack::collect(dir, &STACK, SKIP);
+        crate::crashstack::prepare(dir);
+    }
     crate::sys::crash::install(on_crash)
 }
 
@@ -75,13 +126,17 @@ pub fn installed() -> bool {
     INSTALLED.load(Ordering::Acquire)
 }
 
-/// In the signal handler: one atomic add, once per process.
-fn on_crash(kind: Crash) {
+/// In the signal handler: one atomic add, and the stack kept where it can
+/// be; once per process.
+fn on_crash(kind: Crash, regs: Option<Registers>) {
     if COUNTED.swap(true, Ordering::AcqRel) {
         return;
     }
     let i = Crash::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     if let Some(e) = SLOTS[i].load() {
         e.add_from_signal_handler(1);
+    }
+    if let Some(regs) = regs {
+        crate::crashstack::capture(kind, regs);
     }
 }

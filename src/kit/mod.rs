@@ -5,7 +5,7 @@
 //! | module | what | feature |
 //! |---|---|---|
 //! | [`panic`](mod@panic) | an opt-in panic hook that counts `crash/panic` with the panicking stack | none |
-//! | [`crash`] | an opt-in handler that counts the fatal signal that ends the process, `crash/signal:SIGSEGV` … | none |
+//! | [`crash`] | an opt-in handler that counts the fatal signal that ends the process, `crash/signal:SIGSEGV` …, and (Linux x86-64) keeps its stack for the next run to count as `crash/signal-stack` | none |
 //! | [`histogram`] | durations and sizes as bucket counters (`name:<10ms`) | none |
 //! | [`notice`] | the first-run notice, once per installation | none |
 //! | `flags` | which flags and subcommands were used, never their values | `kit` |

@@ -61,12 +61,28 @@ impl Crash {
     }
 }
 
+/// The registers of the thread that crashed, where the handler can read
+/// them (Linux on x86-64, where the fast stack walker runs); a stack walk
+/// starts from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Registers {
+    /// The instruction that faulted (or the one after a system call).
+    pub(crate) pc: u64,
+    /// The stack pointer.
+    pub(crate) sp: u64,
+    /// The frame pointer (RBP), which the unwind rules may use.
+    pub(crate) bp: u64,
+}
+
+/// The hook: what crashed, and the registers at the crash if known.
+pub(crate) type Hook = fn(Crash, Option<Registers>);
+
 /// The hook; set once.
-static HOOK: OnceLock<fn(Crash)> = OnceLock::new();
+static HOOK: OnceLock<Hook> = OnceLock::new();
 
 /// Installs the handlers and `hook` (once; a later call changes nothing).
 /// False where the platform has neither signals nor exception filters.
-pub(crate) fn install(hook: fn(Crash)) -> bool {
+pub(crate) fn install(hook: Hook) -> bool {
     let _ = HOOK.set(hook);
     imp::install()
 }
@@ -74,9 +90,9 @@ pub(crate) fn install(hook: fn(Crash)) -> bool {
 /// Calls the hook, if one is installed. Async-signal-safe: `OnceLock::get`
 /// is an atomic load.
 #[cfg(any(unix, windows))]
-pub(crate) fn fire(kind: Crash) {
+pub(crate) fn fire(kind: Crash, regs: Option<Registers>) {
     if let Some(hook) = HOOK.get() {
-        hook(kind);
+        hook(kind, regs);
     }
 }
 
@@ -137,7 +153,7 @@ mod imp {
             _ => None,
         };
         if let Some(kind) = kind {
-            fire(kind);
+            fire(kind, None);
         }
         match PREV.load(Ordering::Acquire) {
             0 => CONTINUE_SEARCH,

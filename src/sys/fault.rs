@@ -157,10 +157,30 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
         && crash::hooked()
         && (code > 0 || sig == libc::SIGABRT || default_action(i))
     {
-        crash::fire(KINDS[i]);
+        // SAFETY: `ctx` is the kernel's, for this running handler.
+        crash::fire(KINDS[i], unsafe { registers(ctx) });
     }
     // SAFETY: the arguments are the kernel's, passed on unchanged.
     unsafe { chain(sig, info, ctx) }
+}
+
+super::with_fast_unwind! {
+    /// The interrupted thread's registers, where a crash's stack is kept.
+    ///
+    /// # Safety
+    ///
+    /// `ctx` is the third argument of the running `SA_SIGINFO` handler.
+    unsafe fn registers(ctx: *mut libc::c_void) -> Option<crash::Registers> {
+        // SAFETY: as this function's own contract.
+        unsafe { super::snapshot::registers_of(ctx) }
+    }
+}
+
+super::without_fast_unwind! {
+    /// Elsewhere a crash keeps no stack.
+    unsafe fn registers(_ctx: *mut libc::c_void) -> Option<crash::Registers> {
+        None
+    }
 }
 
 /// Whether signal `SIGNALS[i]` had its default action before ours: a sent

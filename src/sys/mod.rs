@@ -18,6 +18,7 @@
 //! | [`process`] | starting the upload child detached from the terminal | unix: its own process group; Windows: `CREATE_NEW_PROCESS_GROUP \| DETACHED_PROCESS` |
 //! | [`dirs`] | the user's configuration directory | `%APPDATA%`, `~/Library/Application Support`, XDG |
 //! | [`frames`] | where a system-unwinder frame's function starts (how a stack counter finds its own frame) | Windows: `RtlLookupFunctionEntry`; elsewhere the `backtrace` crate's symbol address |
+//! | `snapshot` | what the crash counter's handler needs to keep a crashing thread's stack: its registers, a copy of its stack that cannot fault, a file written with system calls only | Linux on x86-64 (glibc, musl) only, like the fast walker; elsewhere a crash has no stack |
 //! | `unwind` | what the fast stack walker (`crate::unwind`) cannot do safely: ask the dynamic loader about loaded objects, read the registers and the current thread's stack | Linux on x86-64 (glibc, musl) only; elsewhere stack counters use the `backtrace` crate |
 //!
 //! Every offset into a mapping is bounds-checked here, every mapping lives
@@ -76,5 +77,6 @@ macro_rules! without_fast_unwind {
 pub(crate) use {with_fast_unwind, without_fast_unwind};
 
 with_fast_unwind! {
+    pub(crate) mod snapshot;
     pub(crate) mod unwind;
 }

@@ -260,14 +260,23 @@ pub(crate) struct LoadedObject {
     pub(crate) name: Vec<u8>,
     /// The main program (never unloaded).
     pub(crate) main: bool,
+    /// The lowest address of its loaded segments.
+    pub(crate) start: u64,
+    /// The end of its highest loaded segment.
+    pub(crate) end: u64,
 }
 
 impl LoadedObject {
     fn of(o: &Object<'_>) -> LoadedObject {
+        let (start, end) = o.segments().fold((u64::MAX, 0), |(lo, hi), (r, _)| {
+            (lo.min(r.start), hi.max(r.end))
+        });
         LoadedObject {
             base: o.base,
             name: o.name.to_bytes().to_vec(),
             main: o.main,
+            start: start.min(end),
+            end,
         }
     }
 }

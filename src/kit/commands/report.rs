@@ -206,7 +206,8 @@ pub fn upload(ns: &str) -> Result<(), String> {
 }
 
 /// `clearcount clean`: removes the local data (counter files, reports,
-/// copies of sent reports, uploader state, corrupt files); keeps the mode
+/// copies of sent reports, uploader state, corrupt files, crash stacks not
+/// yet named); keeps the mode
 /// and the week start. Programs running now keep counting into their open
 /// file until their next start.
 pub fn clean(ns: &str) -> Result<(), String> {
@@ -217,6 +218,7 @@ pub fn clean(ns: &str) -> Result<(), String> {
         crate::dirs::REPORTS,
         crate::dirs::UPLOAD,
         crate::dirs::CORRUPT,
+        crate::dirs::CRASHES,
     ] {
         let p = dir.join(sub);
         match std::fs::remove_dir_all(&p) {
