@@ -141,6 +141,21 @@ fn records(dir: &Path) -> Vec<std::path::PathBuf> {
     }
 }
 
+/// `crash_records` of `clearcount --namespace mytool status --json`.
+#[cfg(unix)]
+fn crash_records_in_status(dir: &Path) -> u64 {
+    let out = Command::new(common::cli())
+        .args(["--namespace", "mytool", "status", "--json"])
+        .env("CLEARCOUNT_DIR", dir)
+        .env_remove("MYTOOL_TELEMETRY")
+        .env_remove("DO_NOT_TRACK")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["crash_records"].as_u64().unwrap()
+}
+
 /// The crash stacks counted under `dir`: each stack's frames, and its count.
 #[cfg(unix)]
 fn crash_stacks(dir: &Path) -> Vec<(Vec<String>, u64)> {
@@ -189,8 +204,9 @@ fn the_next_run_names_the_crash_stack_once() {
         assert_eq!(left.len(), 1, "{kind}: {left:?}");
         let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with(".stack"), "{kind}: {name}");
-        // Nothing is named before the next run.
+        // Nothing is named before the next run; `status` says it waits.
         assert!(crash_stacks(dir.path()).is_empty(), "{kind}");
+        assert_eq!(crash_records_in_status(dir.path()), 1, "{kind}");
         assert!(run(dir.path(), &["build"], false).status.success());
         let stacks = crash_stacks(dir.path());
         assert_eq!(stacks.len(), 1, "{kind}: {stacks:?}");
@@ -212,6 +228,7 @@ fn the_next_run_names_the_crash_stack_once() {
             assert!(!f.contains('/') && !f.contains(' '), "{kind}: {f}");
         }
         assert!(records(dir.path()).is_empty(), "{kind}: the record stays");
+        assert_eq!(crash_records_in_status(dir.path()), 0, "{kind}");
         assert!(!dir.path().join("mytool").join("crashes").exists());
         // A third run counts nothing more.
         assert!(run(dir.path(), &["build"], false).status.success());

@@ -74,6 +74,7 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
     let dir = telemetry_dir(ns)?;
     let eff = mode::effective(ns, Some(&dir), Mode::Local);
     let week = this_week(&dir);
+    let crashes = crash_records(&dir);
     #[cfg(feature = "upload")]
     let upload = crate::upload::status(ns, &dir);
     if json {
@@ -102,6 +103,7 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
         #[allow(unused_mut)]
         let mut v: Vec<(String, Value)> = vec![
             ("counters".into(), counts(&week.counters)),
+            ("crash_records".into(), Value::from_u64(crashes as u64)),
             ("dir".into(), path(&dir)),
             ("env_var".into(), Value::string(mode::env_var(ns))),
             ("files".into(), Value::Array(files)),
@@ -157,6 +159,13 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
             }
         }
     }
+    if crashes > 0 {
+        println!(
+            "\ncrash stacks: {crashes} kept in {} (raw, on this machine only); the next run \
+             of the program names each as crash/signal-stack and deletes it",
+            dir.join(crate::dirs::CRASHES).display()
+        );
+    }
     #[cfg(feature = "upload")]
     {
         println!();
@@ -165,6 +174,15 @@ pub fn status(ns: &str, json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How many crash stacks wait in `dir` to be named by the next run.
+fn crash_records(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(crate::dirs::CRASHES)).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".stack"))
+            .count()
+    })
 }
 
 /// `v` with the keys of every object sorted (the order `status --json`
