@@ -32,6 +32,7 @@ pub const UPLOAD: &str = "upload";
 /// Corrupt files set aside.
 pub const CORRUPT: &str = "corrupt";
 /// Crash stacks waiting to be named.
+#[cfg(feature = "kit")]
 pub const CRASHES: &str = crate::crashstack::DIR;
 
 /// Checks a namespace: 1 to 64 bytes of lower-case ASCII letters, digits,
