@@ -16,14 +16,15 @@
 //!    faulting. They are written after the fixed part to a new file,
 //!    `crashes/<identity>-<pid>.tmp`, renamed to `….stack` once whole.
 //! 3. The next process of the same program that installs the crash
-//!    counter ([`collect`]) claims each record of its own identity (a
-//!    rename: of processes starting at once, one gets it), walks the copy
+//!    counter sees the record ([`waiting`]) and starts the namer child
+//!    (`kit::crash`), which ([`collect`]) claims each record of its own
+//!    identity (a rename: of children started at once, one gets it), walks the copy
 //!    with its own unwind tables (the same code: an address of the crashed
 //!    process maps to the same object at the same offset), names the
 //!    frames as every stack counter does (function names and line offsets
 //!    only), adds one to the crash stack counter, and deletes the record.
 //!
-//! The stack is therefore counted in the week of the run that names it,
+//! The stack is therefore counted in the week of the child that names it,
 //! not necessarily the week of the crash; and only if the same program
 //! build runs again and installs the crash counter (the identity is the
 //! executable's size and modification time, and where its segments lie:
@@ -381,6 +382,25 @@ pub(crate) fn frames_of(rec: &Record, here_now: &[Object]) -> Vec<(usize, usize)
     out
 }
 
+/// Whether records of this program's crashes wait under `telemetry_dir`
+/// (one failed directory open when there are none).
+pub(crate) fn waiting(telemetry_dir: &Path) -> bool {
+    if !crate::unwind::WALKS_COPIES {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(telemetry_dir.join(DIR)) else {
+        return false;
+    };
+    let Some(own) = identity(&crate::unwind::objects()).map(|id| format!("{id:016x}-")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with(own.as_str()) && name.ends_with(".stack")
+    })
+}
+
 /// What [`collect`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Collected {
@@ -441,7 +461,6 @@ pub(crate) fn collect(telemetry_dir: &Path, counter: &StackCounter, skip: &[&str
             std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_RECORD), &mut v)?;
             Ok(v)
         });
-        let _ = std::fs::remove_file(&claimed);
         match read.map_err(|e| e.to_string()).and_then(|b| parse(&b)) {
             Ok(rec) => {
                 let frames = frames_of(&rec, &objects);
@@ -450,6 +469,9 @@ pub(crate) fn collect(telemetry_dir: &Path, counter: &StackCounter, skip: &[&str
             }
             Err(e) => done.broken.push(format!("{name}: {e}")),
         }
+        // Deleted once counted (a crash while naming leaves the claimed
+        // name, deleted a day later: never named twice, never retried).
+        let _ = std::fs::remove_file(&claimed);
     }
     // Gone once empty (fails, harmlessly, while records remain).
     let _ = std::fs::remove_dir(&dir);

@@ -3,8 +3,9 @@
 //! (local) and once with `DO_NOT_TRACK=1` (nothing installed). Both deaths
 //! must look the same (same signal, same exit status) and the week file of
 //! the first must hold exactly one crash count, in the right bucket. Where
-//! crash stacks are kept (Linux on x86-64), the next run names the crash's
-//! stack: exactly once, with the function that crashed first.
+//! crash stacks are kept (Linux on x86-64), the next run has the crash's
+//! stack named (by a detached child): exactly once, with the function that
+//! crashed first.
 
 #![cfg(feature = "kit")]
 
@@ -208,6 +209,8 @@ fn the_next_run_names_the_crash_stack_once() {
         assert!(crash_stacks(dir.path()).is_empty(), "{kind}");
         assert_eq!(crash_records_in_status(dir.path()), 1, "{kind}");
         assert!(run(dir.path(), &["build"], false).status.success());
+        // Named by a detached child of that run: wait for it.
+        wait_for(kind, || records(dir.path()).is_empty());
         let stacks = crash_stacks(dir.path());
         assert_eq!(stacks.len(), 1, "{kind}: {stacks:?}");
         let (frames, n) = &stacks[0];
@@ -264,10 +267,28 @@ fn runs_that_start_at_once_name_a_crash_stack_once() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
+    // Once no record is left (neither waiting nor claimed), no child can
+    // count it again.
+    wait_for("segv", || records(dir.path()).is_empty());
     let stacks = crash_stacks(dir.path());
     let total: u64 = stacks.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 1, "{stacks:#?}");
     assert!(records(dir.path()).is_empty());
+}
+
+/// Waits until `done` holds: what a detached namer child does, it does
+/// after the run that started it has ended. (Not a timing check: a
+/// minute is far more than the work needs.)
+#[cfg(unix)]
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: not done after a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Where stacks are not kept, a crash writes no record.
@@ -305,8 +326,10 @@ fn broken_and_foreign_records_are_handled() {
     std::fs::write(&foreign, &bytes).unwrap();
     let out = run(dir.path(), &["build"], false);
     assert!(out.status.success(), "{out:?}");
+    wait_for("broken records", || {
+        records(dir.path()) == vec![foreign.clone()]
+    });
     assert!(crash_stacks(dir.path()).is_empty());
-    assert_eq!(records(dir.path()), vec![foreign.clone()]);
     // `telemetry clean` removes what is left.
     let out = run(dir.path(), &["telemetry", "clean"], false);
     assert!(out.status.success(), "{out:?}");

@@ -25,11 +25,15 @@
 //! the handler also keeps a copy of it, with system calls only (naming
 //! frames reads debug information, which allocates: a signal handler must
 //! not). The next run of the same program build that calls [`install`]
-//! walks that copy, names its frames as the panic counter does (function
-//! names and line offsets, innermost first, never a value), adds one to the
-//! stack counter [`STACK_COUNTER_NAME`] (`crash/signal-stack`) in its own
-//! week, and deletes the copy (see `crashstack.rs` for the how and the
-//! limits). Elsewhere only the signal is counted.
+//! sees the copy and starts its own executable again as a detached child
+//! (as the uploader does: it stops inside `Telemetry::start`), which walks
+//! the copy, names its frames as the panic counter does (function names
+//! and line offsets, innermost first, never a value), adds one to the stack
+//! counter [`STACK_COUNTER_NAME`] (`crash/signal-stack`) in this week's
+//! file, and deletes the copy (see `crashstack.rs` for the how and the
+//! limits). The run itself only lists a folder and starts the child:
+//! reading debug information costs tens of milliseconds and megabytes,
+//! which the program must not pay. Elsewhere only the signal is counted.
 //!
 //! Declare the counters in the program's counters file:
 //!
@@ -113,12 +117,71 @@ pub fn install() -> bool {
             slot.store(Some(e));
         }
     }
-    // Name the stacks earlier crashes left, then get ready to keep ours.
+    // Have the stacks earlier crashes left named (by a child: naming reads
+    // debug information, which takes time and memory this process must not
+    // spend), then get ready to keep ours.
     if let Some(dir) = crate::telemetry::dir() {
-        crate::crashstack::collect(dir, &STACK, SKIP);
+        if crate::crashstack::waiting(dir) {
+            spawn_namer();
+        }
         crate::crashstack::prepare(dir);
     }
     crate::sys::crash::install(on_crash)
+}
+
+/// The environment variable that marks the child that names crash stacks.
+pub const NAMER_VAR: &str = "CLEARCOUNT_CRASH_NAMER";
+/// The only argument that child is started with.
+pub const NAMER_ARG: &str = "clearcount_crash_namer";
+/// Longest a namer child runs.
+const NAMER_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts the program's own executable, detached, as the namer child: it
+/// stops inside [`Telemetry::start`](crate::Telemetry::start), names the
+/// waiting crash stacks into this week's file, and exits.
+fn spawn_namer() {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(NAMER_ARG)
+        .env(NAMER_VAR, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    crate::sys::process::detach(&mut cmd);
+    if let Ok(mut child) = cmd.spawn() {
+        // Reap it if this process lives longer; never waited for at exit.
+        let _ = std::thread::Builder::new()
+            .name("clearcount-reap".into())
+            .spawn(move || {
+                let _ = child.wait();
+            });
+    }
+}
+
+/// Called by `Telemetry::start` in every process: in the namer child
+/// (its variable set and its one argument given), names the crash stacks
+/// waiting and exits, never returning to the program's `main`.
+pub(crate) fn on_start() {
+    let namer = std::env::var_os(NAMER_VAR).is_some_and(|v| v == "1")
+        && std::env::args_os().nth(1).is_some_and(|a| a == NAMER_ARG)
+        && std::env::args_os().count() == 2;
+    if !namer {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("clearcount-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(NAMER_LIMIT);
+            std::process::exit(3);
+        });
+    if !crate::telemetry::is_off()
+        && let Some(dir) = crate::telemetry::dir()
+    {
+        crate::crashstack::collect(dir, &STACK, SKIP);
+    }
+    std::process::exit(0)
 }
 
 /// True once [`install`] put the handlers in place.

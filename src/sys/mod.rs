@@ -15,7 +15,7 @@
 //! | [`atomic_ref`] | [`AtomicRef`]: an atomic, nullable `&'static T` | everywhere |
 //! | [`clock`] | [`coarse_now_ms`], [`sleep_until_ms`] | Linux: `CLOCK_REALTIME_COARSE`, `clock_nanosleep`; elsewhere `SystemTime`, `thread::sleep` |
 //! | [`file`] | positioned reads and writes, the growth lock, file identity | unix: `FileExt`, `flock`, dev+inode; Windows: `seek_read`/`seek_write`, `LockFileEx` on a byte past the data, volume serial + file index |
-//! | [`process`] | starting the upload child detached from the terminal | unix: its own process group; Windows: `CREATE_NEW_PROCESS_GROUP \| DETACHED_PROCESS` |
+//! | [`process`] | starting a background child (the uploader, the crash stack namer) detached from the terminal | unix: its own process group; Windows: `CREATE_NEW_PROCESS_GROUP \| DETACHED_PROCESS` |
 //! | [`dirs`] | the user's configuration directory | `%APPDATA%`, `~/Library/Application Support`, XDG |
 //! | [`frames`] | where a system-unwinder frame's function starts (how a stack counter finds its own frame) | Windows: `RtlLookupFunctionEntry`; elsewhere the `backtrace` crate's symbol address |
 //! | `snapshot` | what the crash counter's handler needs to keep a crashing thread's stack: its registers, a copy of its stack that cannot fault, a file written with system calls only | Linux on x86-64 (glibc, musl) only, like the fast walker; elsewhere a crash has no stack |
@@ -35,7 +35,6 @@ mod fault;
 pub(crate) mod file;
 pub(crate) mod frames;
 pub(crate) mod map;
-#[cfg(feature = "upload")]
 pub(crate) mod process;
 
 pub(crate) use atomic_ref::AtomicRef;

@@ -1,6 +1,7 @@
-//! Starting the background upload child so that the host's terminal does
-//! not reach it: a Ctrl-C meant for the host's job must not cut an upload
-//! in half, and the child must not hold the host's console.
+//! Starting a background child (the upload child, the crash stack namer)
+//! so that the host's terminal does not reach it: a Ctrl-C meant for the
+//! host's job must not cut its work in half, and the child must not hold
+//! the host's console.
 //!
 //! * unix: the child gets a process group of its own
 //!   (`CommandExt::process_group(0)`), so the terminal's SIGINT, sent to the
