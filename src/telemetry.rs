@@ -291,9 +291,12 @@ impl Telemetry {
 
     fn start_once(&self) -> Started {
         let started = self.start_counting();
-        // The child that names crash stacks stops here too (in every
-        // build: `kit::crash` is there without the kit feature as well).
-        crate::kit::crash::on_start();
+        // The child that names crash stacks stops here too: with the kit
+        // only (a build without it keeps no crash stacks, and `if`, not
+        // `#[cfg]`, lets the optimizer drop the naming code from it).
+        if cfg!(feature = "kit") {
+            crate::kit::crash::on_start();
+        }
         // Always reached, whatever the mode: an upload child must stop here
         // (it never runs the host's `main`), even if the user turned
         // telemetry off in the meantime.

@@ -33,7 +33,8 @@
 //! file, and deletes the copy (see `crashstack.rs` for the how and the
 //! limits). The run itself only lists a folder and starts the child:
 //! reading debug information costs tens of milliseconds and megabytes,
-//! which the program must not pay. Elsewhere only the signal is counted.
+//! which the program must not pay. Elsewhere, and in builds without the
+//! `kit` feature, only the signal is counted.
 //!
 //! Declare the counters in the program's counters file:
 //!
@@ -120,7 +121,11 @@ pub fn install() -> bool {
     // Have the stacks earlier crashes left named (by a child: naming reads
     // debug information, which takes time and memory this process must not
     // spend), then get ready to keep ours.
-    if let Some(dir) = crate::telemetry::dir() {
+    // Only with the kit, whose `Telemetry::start` stops the namer child;
+    // without it nothing is kept (and the code is left out of the build).
+    if cfg!(feature = "kit")
+        && let Some(dir) = crate::telemetry::dir()
+    {
         if crate::crashstack::waiting(dir) {
             spawn_namer();
         }
