@@ -71,6 +71,21 @@ struct Seen {
     recorded: Vec<&'static Entry>,
 }
 
+impl Seen {
+    /// `entry` if it may be counted: a stack counted before, or a new one
+    /// while fewer than [`MAX_STACKS`] were; else [`DROP`].
+    fn record(&mut self, entry: &'static Entry) -> &'static Entry {
+        if std::ptr::eq(entry, &DROP) || self.recorded.iter().any(|e| std::ptr::eq(*e, entry)) {
+            entry
+        } else if self.recorded.len() < MAX_STACKS {
+            self.recorded.push(entry);
+            entry
+        } else {
+            &DROP // a new stack once MAX_STACKS were counted
+        }
+    }
+}
+
 impl std::fmt::Debug for StackCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StackCounter")
@@ -191,17 +206,7 @@ impl StackCounter {
                 frame: Some(frame),
             })
             .collect();
-        let entry = self.entry_for(&sites, skip);
-        let entry = if std::ptr::eq(entry, &DROP)
-            || seen.recorded.iter().any(|e| std::ptr::eq(*e, entry))
-        {
-            entry
-        } else if seen.recorded.len() < MAX_STACKS {
-            seen.recorded.push(entry);
-            entry
-        } else {
-            &DROP // a new stack once MAX_STACKS were counted
-        };
+        let entry = seen.record(self.entry_for(&sites, skip));
         seen.stacks.insert(key.into(), entry);
         drop(seen);
         entry.add(1);
@@ -226,17 +231,7 @@ impl StackCounter {
             })
             .collect();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = self.entry_for(&sites, skip);
-        let entry = if std::ptr::eq(entry, &DROP)
-            || seen.recorded.iter().any(|e| std::ptr::eq(*e, entry))
-        {
-            entry
-        } else if seen.recorded.len() < MAX_STACKS {
-            seen.recorded.push(entry);
-            entry
-        } else {
-            &DROP
-        };
+        let entry = seen.record(self.entry_for(&sites, skip));
         drop(seen);
         entry.add(1);
     }

@@ -455,14 +455,17 @@ pub(crate) fn loader_symbol(ret: usize) -> Option<String> {
     plat::loader_symbol(ret)
 }
 
+fast! {
 /// Whether a crash's stack can be kept and walked later here: where the
 /// fast walker runs (it reads the unwind tables that walk needs).
-pub(crate) const WALKS_COPIES: bool = cfg!(all(
-    target_os = "linux",
-    target_arch = "x86_64",
-    any(target_env = "gnu", target_env = "musl"),
-    not(clearcount_fallbacks)
-));
+pub(crate) const WALKS_COPIES: bool = true;
+}
+
+slow! {
+/// Whether a crash's stack can be kept and walked later here: not without
+/// the fast walker.
+pub(crate) const WALKS_COPIES: bool = false;
+}
 
 /// A loaded object, as [`objects`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]

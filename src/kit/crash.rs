@@ -120,9 +120,9 @@ pub fn install() -> bool {
     }
     // Have the stacks earlier crashes left named (by a child: naming reads
     // debug information, which takes time and memory this process must not
-    // spend), then get ready to keep ours.
-    // Only with the kit, whose `Telemetry::start` stops the namer child;
-    // without it nothing is kept (and the code is left out of the build).
+    // spend), then get ready to keep ours. Only with the kit, whose
+    // `Telemetry::start` stops the namer child; without it nothing is kept
+    // (and the code is left out of the build).
     if cfg!(feature = "kit")
         && let Some(dir) = crate::telemetry::dir()
     {
@@ -149,29 +149,18 @@ fn spawn_namer() {
         return;
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg(NAMER_ARG)
-        .env(NAMER_VAR, "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    crate::sys::process::detach(&mut cmd);
-    if let Ok(mut child) = cmd.spawn() {
-        // Reap it if this process lives longer; never waited for at exit.
-        let _ = std::thread::Builder::new()
-            .name("clearcount-reap".into())
-            .spawn(move || {
-                let _ = child.wait();
-            });
-    }
+    cmd.arg(NAMER_ARG).env(NAMER_VAR, "1");
+    crate::sys::process::spawn_background(cmd);
 }
 
 /// Called by `Telemetry::start` in every process: in the namer child
 /// (its variable set and its one argument given), names the crash stacks
 /// waiting and exits, never returning to the program's `main`.
 pub(crate) fn on_start() {
+    let mut args = std::env::args_os().skip(1);
     let namer = std::env::var_os(NAMER_VAR).is_some_and(|v| v == "1")
-        && std::env::args_os().nth(1).is_some_and(|a| a == NAMER_ARG)
-        && std::env::args_os().count() == 2;
+        && args.next().is_some_and(|a| a == NAMER_ARG)
+        && args.next().is_none();
     if !namer {
         return;
     }

@@ -11,7 +11,25 @@
 //!   attached to it, and a detached process has no console; a new group
 //!   also ignores Ctrl-C by default.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// Starts `cmd` in the background: no standard input or output, detached
+/// from the host's terminal ([`detach`]), reaped by a thread if the host
+/// lives longer, never waited for at exit. Nothing happens if it cannot
+/// start.
+pub(crate) fn spawn_background(mut cmd: Command) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    detach(&mut cmd);
+    if let Ok(mut child) = cmd.spawn() {
+        let _ = std::thread::Builder::new()
+            .name("clearcount-reap".into())
+            .spawn(move || {
+                let _ = child.wait();
+            });
+    }
+}
 
 /// Sets up `cmd` to start detached from the host's terminal or console.
 pub(crate) fn detach(cmd: &mut Command) {

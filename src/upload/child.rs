@@ -21,23 +21,10 @@ pub(super) fn spawn_child(ns: &str, token: &Path) {
         return;
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg(CHILD_ARG)
-        .env(CHILD_VAR, ns)
-        .env(TOKEN_VAR, token)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.arg(CHILD_ARG).env(CHILD_VAR, ns).env(TOKEN_VAR, token);
     // Detached from the host's terminal: a Ctrl-C meant for the host's job
     // does not cut an upload in half.
-    crate::sys::process::detach(&mut cmd);
-    if let Ok(mut child) = cmd.spawn() {
-        // Reap it if the host lives longer; never waited for at exit.
-        let _ = std::thread::Builder::new()
-            .name("clearcount-reap".into())
-            .spawn(move || {
-                let _ = child.wait();
-            });
-    }
+    crate::sys::process::spawn_background(cmd);
 }
 
 /// In the child: do the work, bounded in time, then exit the process.
