@@ -32,7 +32,44 @@ fn run(dir: &Path, args: &[&str], off: bool) -> Output {
     } else {
         c.env_remove("DO_NOT_TRACK");
     }
-    c.output().unwrap()
+    output_or_hang(c, &args.join(" "))
+}
+
+/// Runs `c` to its end and returns what it wrote, or fails the test if it
+/// is still running after three minutes: a crash handler that never lets
+/// the process die is the worst a crash counter can do, and must fail the
+/// test, not stall it. (Its output goes to files, so that a child writing
+/// without end cannot block on a full pipe instead.)
+fn output_or_hang(mut c: Command, what: &str) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    c.stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`toolchain {what}` still ran after 180 s: it hung instead of dying");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.take(1 << 20).read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
 }
 
 /// The `crash/…` counts in every week file under `dir`.

@@ -109,7 +109,11 @@ fn install_one(i: usize) {
         (*PREV.0.get())[i] = Some(old);
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_fault as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        // No SA_NODEFER: while the handler runs, its own signal is blocked,
+        // so a fault inside it (or inside the handler it chains to) ends
+        // the process, by the kernel's rule for a blocked fault signal,
+        // instead of entering the handler again.
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(SIGNALS[i], &action, ptr::null_mut());
     }
@@ -159,6 +163,9 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
     {
         // SAFETY: `ctx` is the kernel's, for this running handler.
         crash::fire(KINDS[i], unsafe { registers(ctx) });
+        if sig != libc::SIGABRT {
+            hand_back_abort();
+        }
     }
     // SAFETY: the arguments are the kernel's, passed on unchanged.
     unsafe { chain(sig, info, ctx) }
@@ -180,6 +187,30 @@ super::without_fast_unwind! {
     /// Elsewhere a crash keeps no stack.
     unsafe fn registers(_ctx: *mut libc::c_void) -> Option<crash::Registers> {
         None
+    }
+}
+
+/// Gives SIGABRT back the action it had before ours, once a crash from
+/// another signal is counted and before that signal is chained on.
+///
+/// The handler chained to may report and abort: Rust's stack-overflow
+/// report does, from the signal stack. That SIGABRT must not run this
+/// handler again, nested on a signal stack the first run has nearly
+/// filled: it overflowed there, and since the overflowing frame lay
+/// outside the signal stack, the kernel delivered each new fault at the
+/// top of it again, a loop that never ended. The process dies of SIGABRT
+/// as it would have without clearcount, and one crash is counted, not two.
+fn hand_back_abort() {
+    const ABRT: usize = 4;
+    debug_assert_eq!(SIGNALS[ABRT], libc::SIGABRT);
+    if !INSTALL[ABRT].is_completed() {
+        return;
+    }
+    // SAFETY: written before the handler was installed, never again.
+    if let Some(prev) = unsafe { (*PREV.0.get())[ABRT] } {
+        // SAFETY: `prev` is the action sigaction returned for SIGABRT;
+        // sigaction is async-signal-safe.
+        unsafe { libc::sigaction(libc::SIGABRT, &prev, ptr::null_mut()) };
     }
 }
 
