@@ -14,7 +14,9 @@
 //!
 //! Counted once per process, the first fatal signal only: a stack overflow
 //! counts as SIGSEGV, not also as the SIGABRT that Rust's report then
-//! raises. A fault is counted when it happens, before the handler that was
+//! raises (once a crash is counted, SIGABRT gets back the action it had
+//! before, so that abort runs no handler of ours on a nearly full signal
+//! stack). A fault is counted when it happens, before the handler that was
 //! there before runs: a program that recovers from faults it causes on
 //! purpose (a JIT, a garbage collector) should install this before its own
 //! handler, or not at all. A `panic` that unwinds is not a signal (see
