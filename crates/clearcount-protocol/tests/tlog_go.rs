@@ -55,14 +55,18 @@ fn build_once() -> Result<PathBuf, String> {
             "this cross-check needs golang.org/x/mod/sumdb in {GOPATH}: {apt}"
         ));
     }
-    let dir = std::env::temp_dir().join(format!("cc-tlog-go-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Under the target directory, not the system's temporary one: cleaned
+    // with it, and Go's build cache there makes the next run's build
+    // instant. Each run builds under its own name, then renames it into
+    // place (atomic; a run still using the old file keeps it open).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tlog-go");
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/crosscheck.go");
     let prog = dir.join("crosscheck");
+    let built = dir.join(format!("crosscheck.{}", std::process::id()));
     let out = Command::new("go")
         .args(["build", "-o"])
-        .arg(&prog)
+        .arg(&built)
         .arg(&src)
         .env("GO111MODULE", "off")
         .env("GOPATH", GOPATH)
@@ -76,6 +80,7 @@ fn build_once() -> Result<PathBuf, String> {
         "building the Go cross-check failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::rename(&built, &prog).unwrap();
     Ok(prog)
 }
 
