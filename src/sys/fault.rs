@@ -278,10 +278,12 @@ mod tests {
     use std::process::Command;
     use std::sync::atomic::Ordering;
 
-    fn mapped(size: usize) -> (tempfile::NamedTempFile, &'static SharedMap) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
+    /// A mapping of a file with no name (the children below die holding
+    /// it, and a named one would be left behind in the temporary folder).
+    fn mapped(size: usize) -> (std::fs::File, &'static SharedMap) {
+        let mut f = tempfile::tempfile().unwrap();
         f.write_all(&vec![0u8; size]).unwrap();
-        let m = SharedMap::map(f.as_file(), size).unwrap();
+        let m = SharedMap::map(&f, size).unwrap();
         (f, m)
     }
 
@@ -293,7 +295,7 @@ mod tests {
         let (f, m) = mapped(3 * 4096);
         let c = m.u64_at(2 * 4096).unwrap();
         c.fetch_add(5, Ordering::Relaxed);
-        f.as_file().set_len(0).unwrap(); // another program truncates the file
+        f.set_len(0).unwrap(); // another program truncates the file
         // Without the guard this access raises SIGBUS and kills the process.
         c.fetch_add(1, Ordering::Relaxed);
         assert_eq!(c.load(Ordering::Relaxed), 1, "now private, zeroed memory");
