@@ -277,8 +277,9 @@ fn new_process_in_a_new_week_uses_a_new_file() {
         assert!(ok.success());
     }
     // A week that is over may already have become a local report (when
-    // the tool is built with reports), its counter file removed: look in
-    // both places.
+    // the tool is built with reports), its counter file removed, by a
+    // detached child: wait for it to end, then look in both places.
+    common::wait_for_processes_in(dir.path());
     let mut got: Vec<(String, u64)> = counts(dir.path())
         .iter()
         .map(|(_, p)| (p.week_begin.clone(), p.counters["w/x"]))

@@ -204,6 +204,9 @@ fn the_readme_toolchain_reports_end_to_end() {
     let steps = steps();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // The server (killed at the end) and the detached children of the
+    // runs end before the directory is removed.
+    let _wait = common::WaitForProcessesIn(dir.to_path_buf());
     let _build = BUILD_DIR.lock().unwrap_or_else(|e| e.into_inner());
     new_crate(dir);
     let cli = common::cli();

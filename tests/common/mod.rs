@@ -120,3 +120,54 @@ pub fn counter_files(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Waits (up to two minutes) until no other process works in `dir`: none
+/// has its working directory there, and none has `CLEARCOUNT_DIR` set to a
+/// path there. A run of a program leaves detached children (the uploader's,
+/// the crash stack's namer) and a killed server finishes its last writes;
+/// removed before they end, `dir` would be made again by them and left
+/// behind in the temporary folder. Reads `/proc`; where there is none, it
+/// returns at once. Not a check: after two minutes it returns anyway.
+pub fn wait_for_processes_in(dir: &Path) {
+    let me = std::process::id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let key = b"CLEARCOUNT_DIR=";
+    let inside = |p: &[u8]| {
+        Path::new(std::ffi::OsStr::new(std::str::from_utf8(p).unwrap_or(""))).starts_with(dir)
+    };
+    loop {
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let busy = rd.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                return false;
+            };
+            if pid == me {
+                return false;
+            }
+            let cwd = std::fs::read_link(e.path().join("cwd"));
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            cwd.is_ok_and(|c| c.starts_with(dir))
+                || env
+                    .split(|&b| b == 0)
+                    .any(|kv| kv.strip_prefix(&key[..]).is_some_and(inside))
+        });
+        if !busy || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Calls [`wait_for_processes_in`] when dropped: declare it after the
+/// temporary directory it names (so it is dropped before it) and before
+/// any process guard (so it is dropped after those are killed).
+pub struct WaitForProcessesIn(pub PathBuf);
+
+impl Drop for WaitForProcessesIn {
+    fn drop(&mut self) {
+        wait_for_processes_in(&self.0);
+    }
+}
