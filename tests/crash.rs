@@ -13,7 +13,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn toolchain(dir: &Path, kind: &str, off: bool) -> Output {
     run(dir, &["crash", "--kind", kind], off)
@@ -32,44 +33,15 @@ fn run(dir: &Path, args: &[&str], off: bool) -> Output {
     } else {
         c.env_remove("DO_NOT_TRACK");
     }
-    output_or_hang(c, &args.join(" "))
-}
-
-/// Runs `c` to its end and returns what it wrote, or fails the test if it
-/// is still running after three minutes: a crash handler that never lets
-/// the process die is the worst a crash counter can do, and must fail the
-/// test, not stall it. (Its output goes to files, so that a child writing
-/// without end cannot block on a full pipe instead.)
-fn output_or_hang(mut c: Command, what: &str) -> Output {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    c.stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap());
-    let mut child = c.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("`toolchain {what}` still ran after 180 s: it hung instead of dying");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).unwrap();
-        f.take(1 << 20).read_to_end(&mut v).unwrap();
-        v
-    };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
+    // A crash handler that never lets the process die is the worst a
+    // crash counter can do: it must fail the test, not stall it.
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    common::output_within(c.spawn().unwrap(), Duration::from_secs(180)).unwrap_or_else(|| {
+        panic!(
+            "`toolchain {}` still ran after 180 s: it hung instead of dying",
+            args.join(" ")
+        )
+    })
 }
 
 /// The `crash/…` counts in every week file under `dir`.
@@ -296,7 +268,7 @@ fn runs_that_start_at_once_name_a_crash_stack_once() {
                 .env_remove("MYTOOL_TELEMETRY")
                 .env_remove("DO_NOT_TRACK")
                 .env_remove("CLEARCOUNT_NOW")
-                .stdout(std::process::Stdio::null())
+                .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
         })
@@ -318,13 +290,13 @@ fn runs_that_start_at_once_name_a_crash_stack_once() {
 /// minute is far more than the work needs.)
 #[cfg(unix)]
 fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(
             std::time::Instant::now() < until,
             "{what}: not done after a minute"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

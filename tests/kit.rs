@@ -646,24 +646,18 @@ fn mounted_view_web() {
     {
         // An example left from a build with `web-view` would serve the
         // pages for 30 minutes: stop it and say so.
-        let mut child = tool(dir)
+        let child = tool(dir)
             .args(["telemetry", "view", "--web"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        let out = common::output_within(child, std::time::Duration::from_secs(60))
+            .unwrap_or_else(|| {
                 panic!(
                     "`mytool telemetry view --web` is serving: the example was built with the feature web-view; rebuild it with `cargo build --example toolchain --features kit`"
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
+                )
+            });
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(

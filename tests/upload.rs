@@ -518,17 +518,8 @@ fn clearcount_upload_child() {
 
 /// The output of `child` once it exited, or `None` (and it is killed) if
 /// it is still running after [`PATIENCE`].
-fn exited(mut child: std::process::Child) -> Option<Output> {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > PATIENCE {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child.wait_with_output().unwrap())
+fn exited(child: std::process::Child) -> Option<Output> {
+    common::output_within(child, PATIENCE)
 }
 
 // ------------------------------------------------------------ tests

@@ -49,6 +49,9 @@ const SIGNALS: [libc::c_int; 5] = [
     libc::SIGFPE,
     libc::SIGABRT,
 ];
+/// SIGABRT's place in [`SIGNALS`].
+const ABRT: usize = 4;
+const _: () = assert!(SIGNALS[ABRT] == libc::SIGABRT);
 /// What each of [`SIGNALS`] means to the crash counter.
 const KINDS: [Crash; 5] = [
     Crash::Bus,
@@ -201,8 +204,6 @@ super::without_fast_unwind! {
 /// top of it again, a loop that never ended. The process dies of SIGABRT
 /// as it would have without clearcount, and one crash is counted, not two.
 fn hand_back_abort() {
-    const ABRT: usize = 4;
-    debug_assert_eq!(SIGNALS[ABRT], libc::SIGABRT);
     if !INSTALL[ABRT].is_completed() {
         return;
     }

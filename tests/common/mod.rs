@@ -121,6 +121,21 @@ pub fn counter_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The output of `child` once it exited, or `None` (and it is killed) if
+/// it is still running after `limit`.
+pub fn output_within(mut child: Child, limit: std::time::Duration) -> Option<std::process::Output> {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
 /// Waits (up to two minutes) until no other process works in `dir`: none
 /// has its working directory there, and none has `CLEARCOUNT_DIR` set to a
 /// path there. A run of a program leaves detached children (the uploader's,
