@@ -29,6 +29,8 @@ use clearcount::{Counter, StackCounter, Telemetry, counter};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The declared counters of the example tool, as published.
@@ -193,7 +195,12 @@ struct Installation<'a> {
     exe: &'a Path,
     dir: PathBuf,
     server: &'a Server,
+    /// Set when the demo is stopped (Ctrl-C, SIGTERM): run nothing more.
+    interrupted: &'a AtomicBool,
 }
+
+/// What the demo says when it is stopped before its archive is built.
+const INTERRUPTED: &str = "demo interrupted before its archive was built";
 
 impl Installation<'_> {
     /// Runs this executable in the installation at `now`.
@@ -211,10 +218,13 @@ impl Installation<'_> {
     fn check(out: std::io::Result<std::process::Output>, what: &str) -> Result<(), String> {
         let out = out.map_err(|e| format!("cannot run {what}: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = match stderr.trim() {
+                // Killed by a signal, say, with nothing to say.
+                "" => out.status.to_string(),
+                said => said.to_string(),
+            };
+            return Err(format!("{what} failed: {why}"));
         }
         Ok(())
     }
@@ -230,7 +240,15 @@ impl Installation<'_> {
 
     /// One run of the tool on `day`; then waits until the upload it may
     /// have started that day is over (the day's token is marked done).
+    /// When the demo is stopped meanwhile (a Ctrl-C also reaches the tool,
+    /// in the terminal's process group), it waits a little for the upload
+    /// child that run may have started (in a process group of its own, so
+    /// it is still running), so that the installation's files can be
+    /// removed after it, and says the demo was interrupted.
     fn run(&self, day: chrono::NaiveDate, minute: u64, args: &[&str]) -> Result<(), String> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Err(INTERRUPTED.into());
+        }
         let now = format!("{day}T{:02}:{:02}:00Z", 8 + minute / 60 % 12, minute % 60);
         let out = self
             .command(&now)
@@ -241,13 +259,19 @@ impl Installation<'_> {
             .env(KEY_VAR, &self.server.public_key)
             .env(LOG_VAR, &self.server.config_log)
             .output();
-        Self::check(out, &format!("demo-tool {}", args.join(" ")))?;
-        self.wait_for_upload(day)
+        let ran = Self::check(out, &format!("demo-tool {}", args.join(" ")));
+        if self.interrupted.load(Ordering::Relaxed) {
+            let _ = self.wait_for_upload(day, Duration::from_secs(5));
+            return Err(INTERRUPTED.into());
+        }
+        ran?;
+        self.wait_for_upload(day, Duration::from_secs(30))
     }
 
-    /// Waits (up to 30 s) until no upload attempt of `day` is in progress:
-    /// the uploader's day token (`upload/day-<date>.token`) says `done`.
-    fn wait_for_upload(&self, day: chrono::NaiveDate) -> Result<(), String> {
+    /// Waits (up to `limit`) until no upload attempt of `day` is in
+    /// progress: the uploader's day token (`upload/day-<date>.token`) says
+    /// `done`.
+    fn wait_for_upload(&self, day: chrono::NaiveDate, limit: Duration) -> Result<(), String> {
         let token = self
             .dir
             .join(NAMESPACE)
@@ -258,7 +282,7 @@ impl Installation<'_> {
             match std::fs::read_to_string(&token) {
                 Err(_) => return Ok(()), // no attempt that day
                 Ok(t) if t.starts_with("done") => return Ok(()),
-                Ok(_) if start.elapsed() > Duration::from_secs(30) => {
+                Ok(_) if start.elapsed() > limit => {
                     return Err(format!("the upload of {day} did not finish"));
                 }
                 Ok(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -464,7 +488,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let exit = args.exit;
+    // Ctrl-C or SIGTERM stops the server, and the simulation with it, at
+    // any time: the demo then removes its files as it does at the end.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::clone(&interrupted);
     let server = std::thread::Builder::new()
         .name("clearcount-demo-server".into())
         .spawn(move || -> Result<(), String> {
@@ -476,12 +503,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
             rt.block_on(async move {
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
                 let shutdown = async move {
-                    if exit {
-                        let _ = stop_rx.await;
-                    } else {
-                        tokio::select! {
-                            _ = stop_rx => {}
-                            _ = clearcount_server::shutdown_signal() => {}
+                    tokio::select! {
+                        _ = stop_rx => {}
+                        _ = clearcount_server::shutdown_signal() => {
+                            signalled.store(true, Ordering::Relaxed);
                         }
                     }
                 };
@@ -538,6 +563,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
                         exe: &exe,
                         dir: installs.join(format!("{i:03}")),
                         server: &srv,
+                        interrupted: &interrupted,
                     };
                     if let Err(e) = inst.simulate(0xc1ea_7c00 + i as u64, today) {
                         errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
@@ -547,7 +573,14 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
             });
         }
     });
-    if let Some(e) = errors.into_inner().unwrap_or_default().into_iter().next() {
+    // Once stopped, whatever a run said as it was killed is not the news.
+    let first_error = errors.into_inner().unwrap_or_default().into_iter().next();
+    let error = if interrupted.load(Ordering::Relaxed) {
+        Some(INTERRUPTED.to_string())
+    } else {
+        first_error
+    };
+    if let Some(e) = error {
         let _ = stop_tx.send(());
         let _ = server.join();
         return Err(e);

@@ -1,6 +1,7 @@
 //! `clearcount demo` ends by saying what became of its files: removed (the
 //! default, a directory under the temporary directory), whether it stops
-//! by itself (`--exit`) or on Ctrl-C; kept with `--data DIR`.
+//! by itself (`--exit`) or on Ctrl-C, while serving or while it simulates;
+//! kept with `--data DIR`.
 
 mod common;
 
@@ -94,4 +95,91 @@ fn the_demo_says_what_it_removed_when_it_stops() {
         "{stdout}"
     );
     assert!(data.join("server").is_dir());
+}
+
+/// A Ctrl-C in the terminal while the installations are simulated reaches
+/// the demo and the tool it is running (the terminal's process group): the
+/// demo stops at once, says so and removes its files, with `--exit` or
+/// without, and leaves nothing behind (the upload a killed run had started
+/// included).
+#[cfg(unix)]
+#[test]
+fn a_ctrl_c_during_the_simulation_stops_the_demo_and_removes_its_files() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    for exit in [false, true] {
+        let tmp = TempDir::new("demo-sim-int");
+        let mut c = clearcount();
+        c.args(["demo", "--installations", "60", "--min-reports", "1"])
+            .env("TMPDIR", &tmp.0)
+            .env_remove("DO_NOT_TRACK");
+        if exit {
+            c.arg("--exit");
+        }
+        let mut child = c
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut said = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let simulating = line.starts_with("demo: simulating");
+            said.push(line);
+            if simulating {
+                break;
+            }
+        }
+        assert!(
+            said.last()
+                .is_some_and(|l| l.starts_with("demo: simulating")),
+            "{said:?}"
+        );
+        // Let some runs of the tool be under way.
+        std::thread::sleep(Duration::from_millis(1500));
+        let kill = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pgid}")])
+            .status()
+            .expect("kill runs (apt-get install procps)");
+        assert!(kill.success());
+        said.extend(lines.map(Result::unwrap));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("exit {exit}: the demo still runs 120 s after Ctrl-C: {said:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = stderr.join().unwrap();
+        assert_eq!(status.code(), Some(1), "exit {exit}: {said:?} {stderr}");
+        // (The server's own lines come first.)
+        assert_eq!(
+            stderr.lines().last(),
+            Some("clearcount: demo interrupted before its archive was built"),
+            "exit {exit}: {stderr}"
+        );
+        assert!(
+            !said.iter().any(|l| l.starts_with("demo: archive holds")),
+            "exit {exit}: {said:?}"
+        );
+        let out = Output {
+            status,
+            stdout: said.join("\n").into_bytes(),
+            stderr: Vec::new(),
+        };
+        let dir = removed(&out);
+        assert!(dir.starts_with(&tmp.0), "{}", dir.display());
+        assert!(!dir.exists(), "exit {exit}: {} is gone", dir.display());
+        let left: Vec<_> = std::fs::read_dir(&tmp.0).unwrap().collect();
+        assert!(left.is_empty(), "exit {exit}: {left:?}");
+    }
 }
