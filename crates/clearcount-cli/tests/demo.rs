@@ -29,6 +29,24 @@ fn removed(out: &Output) -> PathBuf {
     PathBuf::from(dir)
 }
 
+/// The demo's lines up to the first that starts with `prefix`, which
+/// must come.
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+) -> Vec<String> {
+    let mut said = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let found = line.starts_with(prefix);
+        said.push(line);
+        if found {
+            return said;
+        }
+    }
+    panic!("the demo never said {prefix:?}: {said:?}");
+}
+
 #[test]
 fn the_demo_says_what_it_removed_when_it_stops() {
     // Stopping by itself.
@@ -49,19 +67,7 @@ fn the_demo_says_what_it_removed_when_it_stops() {
         .unwrap();
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut said = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let serving = line.starts_with("demo: serving");
-        said.push(line);
-        if serving {
-            break;
-        }
-    }
-    assert!(
-        said.last().is_some_and(|l| l.starts_with("demo: serving")),
-        "{said:?}"
-    );
+    let mut said = read_until(&mut lines, "demo: serving");
     let kill = Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status()
@@ -126,20 +132,7 @@ fn a_ctrl_c_during_the_simulation_stops_the_demo_and_removes_its_files() {
         let stderr = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut said = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            let simulating = line.starts_with("demo: simulating");
-            said.push(line);
-            if simulating {
-                break;
-            }
-        }
-        assert!(
-            said.last()
-                .is_some_and(|l| l.starts_with("demo: simulating")),
-            "{said:?}"
-        );
+        let mut said = read_until(&mut lines, "demo: simulating");
         // Let some runs of the tool be under way.
         std::thread::sleep(Duration::from_millis(1500));
         let kill = Command::new("kill")
