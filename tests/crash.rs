@@ -197,8 +197,8 @@ const STACK_FRAMES: &[(&str, &str)] = &[
 /// its week file, exactly once: function names and line offsets, the
 /// crashing function first (the C library's and Rust's abort machinery
 /// left out; only `core`'s helpers may come before it), then its callers
-/// down to `main`. Where stacks are not kept,
-/// nothing is written for them and nothing is counted.
+/// down to `main`. Where stacks are not kept, nothing is written for them
+/// and nothing is counted.
 #[cfg(unix)]
 #[test]
 fn the_next_run_names_the_crash_stack_once() {
@@ -226,8 +226,7 @@ fn the_next_run_names_the_crash_stack_once() {
         assert_eq!(stacks.len(), 1, "{kind}: {stacks:?}");
         let (frames, n) = &stacks[0];
         assert_eq!(*n, 1, "{kind}");
-        let at = frames.iter().position(|f| f.starts_with(frame));
-        let Some(at) = at else {
+        let Some(at) = frames.iter().position(|f| f.starts_with(frame)) else {
             panic!("{kind}: {frame} not in {frames:#?}");
         };
         assert!(

@@ -112,7 +112,7 @@ fn the_demo_says_what_it_removed_when_it_stops() {
 #[test]
 fn a_ctrl_c_during_the_simulation_stops_the_demo_and_removes_its_files() {
     use std::os::unix::process::CommandExt;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     for exit in [false, true] {
         let tmp = TempDir::new("demo-sim-int");
         let mut c = clearcount();
@@ -141,16 +141,9 @@ fn a_ctrl_c_during_the_simulation_stops_the_demo_and_removes_its_files() {
             .expect("kill runs (apt-get install procps)");
         assert!(kill.success());
         said.extend(lines.map(Result::unwrap));
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("exit {exit}: the demo still runs 120 s after Ctrl-C: {said:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) = common::status_within(&mut child, Duration::from_secs(120)) else {
+            let _ = child.kill();
+            panic!("exit {exit}: the demo still runs 120 s after Ctrl-C: {said:?}");
         };
         let stderr = stderr.join().unwrap();
         assert_eq!(status.code(), Some(1), "exit {exit}: {said:?} {stderr}");

@@ -58,14 +58,8 @@ fn refused(mut cmd: Command) -> String {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the server started: {cmd:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::status_within(&mut child.0, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the server started: {cmd:?}"));
     let mut err = String::new();
     std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");

@@ -256,14 +256,7 @@ fn start_view(inst: &Installation, now: &str, args: &[&str], env: &[(&str, &str)
 
 /// Waits (up to 60 s) for the child to end; its exit status.
 fn wait_end(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "the view did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::status_within(child, Duration::from_secs(60)).expect("the view did not stop")
 }
 
 fn unescape(s: &str) -> String {
